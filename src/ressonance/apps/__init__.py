@@ -1,0 +1,1 @@
+"""Where apps (tenants) come from."""

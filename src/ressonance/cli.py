@@ -1,0 +1,171 @@
+"""The ``ressonance`` command: the only place that parses argv, configures logging, prints or
+exits. ``ressonance serve --help`` lists every option; docs/configuration.md every setting."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from ressonance import __version__
+from ressonance.config import LOG_LEVELS, Settings, load
+from ressonance.errors import ConfigError
+
+SERVE_EPILOG = """\
+environment (flags win over the environment, the environment over the config file):
+  RESSONANCE_HOST, RESSONANCE_PORT, RESSONANCE_CONFIG, RESSONANCE_ACTIVITY_TIMEOUT,
+  RESSONANCE_PONG_TIMEOUT, RESSONANCE_MAX_MESSAGE_KB, RESSONANCE_WRITE_BUFFER_KB,
+  RESSONANCE_SLOW_CONSUMER, RESSONANCE_MAX_REQUEST_KB, RESSONANCE_LOG_LEVEL,
+  RESSONANCE_LOG_FORMAT
+one app from the environment:
+  RESSONANCE_APP_ID, RESSONANCE_APP_KEY, RESSONANCE_APP_SECRET (required together),
+  RESSONANCE_APP_CLIENT_EVENTS (true), RESSONANCE_APP_MAX_PAYLOAD_KB (10),
+  RESSONANCE_APP_MAX_CONNECTIONS (0 = unlimited), RESSONANCE_APP_MAX_CLIENT_EVENTS_PER_SECOND (10),
+  RESSONANCE_APP_MAX_PRESENCE_MEMBERS (100), RESSONANCE_APP_MAX_PRESENCE_MEMBER_KB (1),
+  RESSONANCE_APP_SUBSCRIPTION_COUNT (false), RESSONANCE_APP_CACHE_TTL (1800),
+  RESSONANCE_APP_ALLOWED_ORIGINS (any), RESSONANCE_APP_ENABLED (true)
+with no app configured, a development app is started and its credentials are printed.
+see docs/configuration.md for the TOML file ([[apps]] tables) and every setting."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ressonance",
+        description="Self-hosted real-time server speaking the Pusher Channels protocol v7.",
+    )
+    parser.add_argument("--version", action="version", version=f"ressonance {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    serve = commands.add_parser(
+        "serve",
+        help="run the server (WebSocket /app/{key} and the HTTP API on one port)",
+        description="Run the server: WebSocket connections at /app/{key} and the Pusher HTTP "
+        "API (/apps/{id}/...) plus GET /health, on one port.",
+        epilog=SERVE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    serve.add_argument("--host", help="address to listen on (default 0.0.0.0)")
+    serve.add_argument("--port", type=int, help="port to listen on (default 6001)")
+    serve.add_argument("--config", metavar="FILE", help="TOML file with settings and [[apps]]")
+    serve.add_argument(
+        "--activity-timeout",
+        type=int,
+        metavar="SECONDS",
+        help="advertised activity_timeout; silent clients are pinged after it (default 120)",
+    )
+    serve.add_argument(
+        "--pong-timeout",
+        type=int,
+        metavar="SECONDS",
+        help="wait for a pong before closing with 4201 (default 30)",
+    )
+    serve.add_argument("--log-level", choices=LOG_LEVELS, help="default info")
+    serve.add_argument("--log-format", choices=("text", "json"), help="default text")
+    return parser
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message (and the exception, if any)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def configure_logging(settings: Settings) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if settings.log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(settings.log_level.upper())
+
+
+def print_dev_app(settings: Settings, out: Any = sys.stdout) -> None:
+    """The development app's credentials and a ready-to-paste Laravel ``.env`` block."""
+    app = settings.apps[0]
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+    out.write(
+        f"""
+No app is configured: started the DEVELOPMENT app below. It is for development only:
+its secret is public. Configure your own apps (--config or RESSONANCE_APP_*) in production.
+
+  app id:     {app.id}
+  app key:    {app.key}
+  app secret: {app.secret}
+
+Laravel .env (BROADCAST_CONNECTION=pusher; for reverb see docs/laravel.md):
+
+BROADCAST_CONNECTION=pusher
+PUSHER_APP_ID={app.id}
+PUSHER_APP_KEY={app.key}
+PUSHER_APP_SECRET={app.secret}
+PUSHER_HOST={host}
+PUSHER_PORT={settings.port}
+PUSHER_SCHEME=http
+PUSHER_APP_CLUSTER=mt1
+VITE_PUSHER_APP_KEY="${{PUSHER_APP_KEY}}"
+VITE_PUSHER_HOST="${{PUSHER_HOST}}"
+VITE_PUSHER_PORT="${{PUSHER_PORT}}"
+VITE_PUSHER_SCHEME="${{PUSHER_SCHEME}}"
+VITE_PUSHER_APP_CLUSTER="${{PUSHER_APP_CLUSTER}}"
+
+"""
+    )
+    out.flush()
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    try:
+        settings = load(
+            cli={
+                "host": args.host,
+                "port": args.port,
+                "activity_timeout": args.activity_timeout,
+                "pong_timeout": args.pong_timeout,
+                "log_level": args.log_level,
+                "log_format": args.log_format,
+            },
+            env=os.environ,
+            config_file=args.config,
+        )
+    except ConfigError as exc:
+        print(f"ressonance: configuration error: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings)
+    if settings.dev_app:
+        print_dev_app(settings)
+        logging.getLogger("ressonance").warning(
+            "running with the development app: do not use it in production"
+        )
+    from ressonance.runtime import run
+
+    try:
+        run(settings)
+    except OSError as exc:
+        print(
+            f"ressonance: cannot listen on {settings.host}:{settings.port}: {exc}", file=sys.stderr
+        )
+        return 1
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        return run_serve(args)
+    parser.print_help()
+    return 0

@@ -1,0 +1,171 @@
+"""Settings from CLI flags, the environment (``RESSONANCE_*``) and a TOML file, validated once.
+
+Precedence: CLI flag > environment > TOML file > default. Every name is documented in
+docs/configuration.md; an unknown key in the file is an error, so a typo never goes unnoticed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ressonance.errors import ConfigError
+from ressonance.models import App
+
+DEV_APP = App(id="100001", key="ressonance-dev-key", secret="ressonance-dev-secret")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Server-wide settings (docs/configuration.md "Server")."""
+
+    host: str = "0.0.0.0"
+    port: int = 6001
+    activity_timeout: int = 120
+    pong_timeout: int = 30
+    max_message_kb: int = 100
+    write_buffer_kb: int = 1024
+    slow_consumer: str = "close"
+    max_request_kb: int = 1024
+    log_level: str = "info"
+    log_format: str = "text"
+    apps: tuple[App, ...] = field(default=())
+    dev_app: bool = False
+
+
+_SERVER_KEYS = {f.name for f in dataclasses.fields(Settings)} - {"apps", "dev_app"}
+_APP_FIELDS = {f.name: f for f in dataclasses.fields(App)}
+_POSITIVE = {
+    "port",
+    "activity_timeout",
+    "pong_timeout",
+    "max_message_kb",
+    "write_buffer_kb",
+    "max_request_kb",
+}
+
+
+def _coerce(name: str, value: Any, kind: Any) -> Any:
+    """Turn a TOML or environment value into the field's type, or raise ConfigError."""
+    text_bool = {
+        "1": True,
+        "true": True,
+        "yes": True,
+        "on": True,
+        "0": False,
+        "false": False,
+        "no": False,
+        "off": False,
+    }
+    if kind in (bool, "bool"):
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in text_bool:
+            return text_bool[value.strip().lower()]
+    elif kind in (int, "int"):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            return int(value.strip())
+    elif kind in (str, "str"):
+        if isinstance(value, str | int) and not isinstance(value, bool):
+            return str(value)
+    elif isinstance(value, list):
+        return tuple(str(v).strip().rstrip("/").lower() for v in value if str(v).strip())
+    elif isinstance(value, str):
+        return tuple(v.strip().rstrip("/").lower() for v in value.split(",") if v.strip())
+    raise ConfigError(f"{name}: {value!r} is not a valid {getattr(kind, '__name__', kind)}")
+
+
+def make_app(values: Mapping[str, Any], where: str) -> App:
+    """An :class:`App` from a TOML table or environment values; id, key and secret required."""
+    unknown = set(values) - set(_APP_FIELDS)
+    if unknown:
+        raise ConfigError(f"{where}: unknown app setting(s) {', '.join(sorted(unknown))}")
+    missing = [k for k in ("id", "key", "secret") if not values.get(k)]
+    if missing:
+        raise ConfigError(f"{where}: an app needs {', '.join(missing)}")
+    kwargs = {k: _coerce(f"{where}.{k}", v, _APP_FIELDS[k].type) for k, v in values.items()}
+    app = App(**kwargs)
+    for name in (
+        "max_payload_kb",
+        "max_client_events_per_second",
+        "max_connections",
+        "max_presence_members",
+        "max_presence_member_kb",
+        "cache_ttl",
+    ):
+        if getattr(app, name) < 0:
+            raise ConfigError(f"{where}.{name} must not be negative")
+    return app
+
+
+def _env_app(env: Mapping[str, str]) -> App | None:
+    prefix = "RESSONANCE_APP_"
+    values = {k[len(prefix) :].lower(): v for k, v in env.items() if k.startswith(prefix) and v}
+    if not values:
+        return None
+    return make_app(values, "environment RESSONANCE_APP_*")
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+
+
+def load(
+    cli: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+    config_file: str | Path | None = None,
+) -> Settings:
+    """Build the settings: file, then environment, then CLI values that are not None."""
+    env = env or {}
+    values: dict[str, Any] = {}
+    apps: list[App] = []
+    path = config_file or env.get("RESSONANCE_CONFIG")
+    if path:
+        data = _read_file(Path(path))
+        file_apps = data.pop("apps", [])
+        unknown = set(data) - _SERVER_KEYS
+        if unknown:
+            raise ConfigError(f"{path}: unknown setting(s) {', '.join(sorted(unknown))}")
+        if not isinstance(file_apps, list):
+            raise ConfigError(f"{path}: apps must be an array of tables ([[apps]])")
+        values.update(data)
+        apps.extend(make_app(a, f"{path} [[apps]] #{i + 1}") for i, a in enumerate(file_apps))
+    for name in _SERVER_KEYS:
+        if f"RESSONANCE_{name.upper()}" in env:
+            values[name] = env[f"RESSONANCE_{name.upper()}"]
+    values.update({k: v for k, v in (cli or {}).items() if v is not None and k in _SERVER_KEYS})
+    env_app = _env_app(env)
+    if env_app is not None:
+        apps = [a for a in apps if a.id != env_app.id and a.key != env_app.key] + [env_app]
+    return _validate(values, apps)
+
+
+def _validate(values: dict[str, Any], apps: list[App]) -> Settings:
+    types = {f.name: f.type for f in dataclasses.fields(Settings)}
+    clean = {k: _coerce(k, v, types[k]) for k, v in values.items()}
+    for name in _POSITIVE:
+        if name in clean and clean[name] <= 0:
+            raise ConfigError(f"{name} must be greater than 0")
+    if clean.get("slow_consumer", "close") not in ("close", "drop"):
+        raise ConfigError("slow_consumer must be 'close' or 'drop'")
+    if clean.get("log_level", "info").lower() not in LOG_LEVELS:
+        raise ConfigError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
+    if clean.get("log_format", "text") not in ("text", "json"):
+        raise ConfigError("log_format must be 'text' or 'json'")
+    if not 0 < clean.get("port", 6001) < 65536:
+        raise ConfigError("port must be between 1 and 65535")
+    dev = not apps
+    return Settings(**clean, apps=tuple(apps) or (DEV_APP,), dev_app=dev)

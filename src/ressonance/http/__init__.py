@@ -1,0 +1,1 @@
+"""The HTTP API (Pusher REST: /apps/{id}/...) and the operational endpoints (/health)."""

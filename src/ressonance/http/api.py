@@ -1,0 +1,248 @@
+"""The Pusher HTTP API on the WebSocket port (PROTOCOL.md A §1.9, Part B item 7), plus
+``GET /health``. Requests in, responses out: no socket here."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from ressonance.apps.base import AppStore
+from ressonance.errors import HttpError
+from ressonance.http import auth
+from ressonance.models import App
+from ressonance.node import node as node_mod
+from ressonance.node.node import Node
+from ressonance.protocol import channels
+from ressonance.protocol.messages import dumps
+from ressonance.transport.http11 import Request, Response
+
+MAX_CHANNELS = 100
+MAX_BATCH = 10
+MAX_EVENT_NAME = 200
+_SOCKET_ID = re.compile(r"\d+\.\d+")
+_ROUTES: list[tuple[str, re.Pattern[str], str]] = [
+    ("POST", re.compile(r"/apps/([^/]+)/events"), "events"),
+    ("POST", re.compile(r"/apps/([^/]+)/batch_events"), "batch_events"),
+    ("GET", re.compile(r"/apps/([^/]+)/channels"), "channels"),
+    ("GET", re.compile(r"/apps/([^/]+)/channels/([^/]+)"), "channel"),
+    ("GET", re.compile(r"/apps/([^/]+)/channels/([^/]+)/users"), "users"),
+    ("POST", re.compile(r"/apps/([^/]+)/users/([^/]+)/terminate_connections"), "terminate"),
+]
+
+Handler = Callable[[App, list[str], Request, dict[str, str]], Awaitable[Any]]
+
+
+def json_response(status: int, body: Any) -> Response:
+    return Response(status, dumps(body).encode())
+
+
+def error_response(status: int, message: str) -> Response:
+    return json_response(status, {"error": message, "code": status})
+
+
+class Api:
+    """Routes a parsed :class:`Request` to its handler and renders Pusher's responses."""
+
+    def __init__(self, node: Node, apps: AppStore, clock: Callable[[], float] = time.time) -> None:
+        self.node = node
+        self.apps = apps
+        self.clock = clock
+
+    async def handle(self, request: Request) -> Response:
+        try:
+            return await self._route(request)
+        except HttpError as exc:
+            return error_response(exc.status, exc.message)
+
+    async def _route(self, request: Request) -> Response:
+        path = request.path
+        if path in ("/health", "/up"):
+            return json_response(200, {"status": "ok"})
+        if path == "/":
+            return Response(200, b"Ressonance: Pusher protocol v7 server\n", "text/plain")
+        if not path.startswith("/apps/"):
+            raise HttpError(404, "Not found")
+        for method, pattern, name in _ROUTES:
+            match = pattern.fullmatch(path)
+            if match is None:
+                continue
+            if request.method != method:
+                raise HttpError(405, f"Use {method} for this endpoint")
+            app = await self.apps.by_id(match.group(1))
+            if app is None:
+                raise HttpError(404, f"App {match.group(1)[:64]!r} not found")
+            params = auth.parse_query(request.query)
+            auth.authenticate(app, request.method, path, params, request.body, self.clock())
+            if not app.enabled:
+                raise HttpError(403, "App is disabled")
+            handler: Handler = getattr(self, f"_{name}")
+            args = [_unquote(g) for g in match.groups()[1:]]
+            return json_response(200, await handler(app, args, request, dict(params)))
+        raise HttpError(404, "Not found")
+
+    # POST /apps/{id}/events --------------------------------------------------------------
+    async def _events(self, app: App, _: list[str], request: Request, __: dict[str, str]) -> Any:
+        body = _json_body(request)
+        names = body.get("channels")
+        if names is None and "channel" in body:
+            names = [body["channel"]]
+        event = _validate_event(app, body, names)
+        for channel in event["channels"]:
+            self.node.publish(app, channel, event["name"], event["data"], event["socket_id"])
+        return await self._info(app, event["channels"], body.get("info"))
+
+    async def _batch_events(
+        self, app: App, _: list[str], request: Request, __: dict[str, str]
+    ) -> Any:
+        batch = _json_body(request).get("batch")
+        if not isinstance(batch, list) or not batch:
+            raise HttpError(400, "batch must be a non-empty array of events")
+        if len(batch) > MAX_BATCH:
+            raise HttpError(400, f"batch is limited to {MAX_BATCH} events")
+        events = []
+        for item in batch:
+            if not isinstance(item, dict):
+                raise HttpError(400, "each batch item must be an object")
+            events.append(_validate_event(app, item, [item.get("channel")]))
+        for event in events:
+            (channel,) = event["channels"]
+            self.node.publish(app, channel, event["name"], event["data"], event["socket_id"])
+        infos = [
+            await self._info(app, e["channels"], b.get("info"))
+            for e, b in zip(events, batch, strict=True)
+        ]
+        if not any(infos):
+            return {}
+        return {
+            "batch": [
+                i.get("channels", {}).get(e["channels"][0], {})
+                for i, e in zip(infos, events, strict=True)
+            ]
+        }
+
+    async def _info(self, app: App, names: list[str], info: Any) -> dict[str, Any]:
+        attributes = _attributes(info)
+        if not attributes:
+            return {}
+        result: dict[str, Any] = {}
+        for name in names:
+            stats = await node_mod.one_channel(self.node, app, name)
+            entry: dict[str, int] = {}
+            if "subscription_count" in attributes:
+                entry["subscription_count"] = stats.subscription_count
+            if "user_count" in attributes and stats.user_count is not None:
+                entry["user_count"] = stats.user_count
+            result[name] = entry
+        return {"channels": result}
+
+    # GET /apps/{id}/channels ---------------------------------------------------------------
+    async def _channels(self, app: App, _: list[str], __: Request, q: dict[str, str]) -> Any:
+        prefix = q.get("filter_by_prefix", "")
+        attributes = _attributes(q.get("info"))
+        if "user_count" in attributes and not prefix.startswith("presence-"):
+            raise HttpError(400, "info=user_count needs filter_by_prefix=presence-")
+        stats = await node_mod.channel_stats(self.node, app, prefix)
+        listed: dict[str, Any] = {}
+        for name, s in stats.items():
+            entry: dict[str, int] = {}
+            if "user_count" in attributes and s.user_count is not None:
+                entry["user_count"] = s.user_count
+            if "subscription_count" in attributes:
+                entry["subscription_count"] = s.subscription_count
+            listed[name] = entry
+        return {"channels": listed}
+
+    async def _channel(self, app: App, args: list[str], _: Request, q: dict[str, str]) -> Any:
+        (channel,) = args
+        _check_channel(channel)
+        kind = channels.kind_of(channel)
+        attributes = _attributes(q.get("info"))
+        if "user_count" in attributes and not kind.presence:
+            raise HttpError(400, "user_count is only available for presence channels")
+        if "cache" in attributes and not kind.cache:
+            raise HttpError(400, "cache is only available for cache channels")
+        stats = await node_mod.one_channel(self.node, app, channel)
+        result: dict[str, Any] = {"occupied": stats.subscription_count > 0}
+        if "user_count" in attributes:
+            result["user_count"] = stats.user_count or 0
+        if "subscription_count" in attributes:
+            result["subscription_count"] = stats.subscription_count
+        if "cache" in attributes:
+            cached = node_mod.cached_event(self.node, app, channel)
+            if cached is not None:
+                ttl = max(0, round(cached.expires_at - self.node.clock()))
+                result["cache"] = {"event": cached.event, "data": cached.data, "ttl": ttl}
+        return result
+
+    async def _users(self, app: App, args: list[str], _: Request, __: dict[str, str]) -> Any:
+        (channel,) = args
+        _check_channel(channel)
+        if not channels.kind_of(channel).presence:
+            raise HttpError(400, "Users are only available for presence channels")
+        ids = await node_mod.channel_users(self.node, app, channel)
+        return {"users": [{"id": user_id} for user_id in ids]}
+
+    async def _terminate(self, app: App, args: list[str], _: Request, __: dict[str, str]) -> Any:
+        self.node.terminate_user(app, args[0])
+        return {}
+
+
+def _unquote(text: str) -> str:
+    from urllib.parse import unquote
+
+    return unquote(text)
+
+
+def _json_body(request: Request) -> dict[str, Any]:
+    if not request.body:
+        raise HttpError(400, "The request needs a JSON body")
+    try:
+        body = json.loads(request.body)
+    except (ValueError, RecursionError):
+        raise HttpError(400, "The body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise HttpError(400, "The body must be a JSON object")
+    return body
+
+
+def _attributes(info: Any) -> set[str]:
+    if not info:
+        return set()
+    if not isinstance(info, str):
+        raise HttpError(400, "info must be a comma-separated string")
+    return {a.strip() for a in info.split(",") if a.strip()}
+
+
+def _check_channel(name: Any) -> None:
+    if not channels.is_valid_name(name):
+        raise HttpError(400, f"Invalid channel name {str(name)[:64]!r}")
+
+
+def _validate_event(app: App, body: dict[str, Any], names: Any) -> dict[str, Any]:
+    """Check one event of ``/events`` or ``/batch_events`` (Part B item 7)."""
+    name = body.get("name")
+    if not isinstance(name, str) or not name:
+        raise HttpError(400, "name is required")
+    if len(name) > MAX_EVENT_NAME:
+        raise HttpError(400, f"name is longer than {MAX_EVENT_NAME} characters")
+    if not isinstance(names, list) or not names:
+        raise HttpError(400, "channel or channels is required")
+    if len(names) > MAX_CHANNELS:
+        raise HttpError(400, f"at most {MAX_CHANNELS} channels per event")
+    for channel in names:
+        _check_channel(channel)
+    if "data" not in body:
+        raise HttpError(400, "data is required")
+    data = body["data"]
+    data = data if isinstance(data, str) else dumps(data)
+    if len(data.encode()) > app.max_payload_bytes:
+        raise HttpError(413, f"data is larger than {app.max_payload_kb} KB")
+    socket_id = body.get("socket_id")
+    if socket_id is not None and (
+        not isinstance(socket_id, str) or _SOCKET_ID.fullmatch(socket_id) is None
+    ):
+        raise HttpError(400, "socket_id must look like 123.456")
+    return {"name": name, "channels": names, "data": data, "socket_id": socket_id}

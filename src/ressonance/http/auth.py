@@ -1,0 +1,57 @@
+"""Authentication of HTTP API requests (PROTOCOL.md A §1.9, Part B item 7).
+
+``auth_key`` must be the app's key, ``auth_timestamp`` within 600 s of the server clock,
+``body_md5`` must match every non-empty body, and ``auth_signature`` is compared in constant time.
+"""
+
+from __future__ import annotations
+
+import hmac
+from urllib.parse import parse_qsl
+
+from ressonance.errors import HttpError
+from ressonance.models import App
+from ressonance.protocol import signatures
+
+TIMESTAMP_WINDOW = 600
+
+
+def parse_query(query: str) -> list[tuple[str, str]]:
+    """Query pairs, unescaped (the form the SDKs sign)."""
+    try:
+        return parse_qsl(query, keep_blank_values=True, strict_parsing=False)
+    except ValueError:
+        raise HttpError(400, "Malformed query string") from None
+
+
+def authenticate(
+    app: App, method: str, path: str, params: list[tuple[str, str]], body: bytes, now: float
+) -> None:
+    """Raise :class:`HttpError` 401 with the reason unless the request is signed by ``app``."""
+    query = dict(params)
+    if query.get("auth_key") != app.key:
+        raise HttpError(401, "Unknown or missing auth_key")
+    signature = query.get("auth_signature")
+    if not signature:
+        raise HttpError(401, "Missing auth_signature")
+    version = query.get("auth_version", "1.0")
+    if version != "1.0":
+        raise HttpError(401, "Unsupported auth_version (expected 1.0)")
+    timestamp = query.get("auth_timestamp", "")
+    if not timestamp.isdigit():
+        raise HttpError(401, "Missing or invalid auth_timestamp")
+    if abs(now - int(timestamp)) > TIMESTAMP_WINDOW:
+        raise HttpError(
+            401,
+            f"Timestamp expired: auth_timestamp must be within {TIMESTAMP_WINDOW} s "
+            "of the server time (check the clock)",
+        )
+    if body:
+        given_md5 = query.get("body_md5")
+        if given_md5 is None:
+            raise HttpError(401, "Missing body_md5 for a request with a body")
+        if not hmac.compare_digest(signatures.body_md5(body), given_md5.lower()):
+            raise HttpError(401, "body_md5 does not match the body")
+    expected = signatures.api_signature(app.secret, method, path, params)
+    if not hmac.compare_digest(expected.encode(), signature.lower().encode()):
+        raise HttpError(401, "Invalid signature: check the app secret and the signed string")

@@ -1,0 +1,1 @@
+"""Orchestration of one node: sockets, channels, presence, and the actions sessions ask for."""

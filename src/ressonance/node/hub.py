@@ -1,0 +1,113 @@
+"""This node's sockets, channel memberships, presence rosters and user → sockets index.
+
+State only: the rules that change it live in :mod:`ressonance.node.node` and ``protocol/``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from ressonance.models import App
+from ressonance.protocol.presence import PresenceRoster
+from ressonance.protocol.session import Session
+
+
+class Socket(Protocol):
+    """What the node needs of a connection; the transport implements it."""
+
+    session: Session
+
+    def send(self, frame: bytes) -> None:
+        """Queue one encoded WebSocket frame; it goes out with this loop tick's other frames."""
+
+    def close(self, code: int, reason: str) -> None:
+        """Close with a WebSocket close frame of ``code`` and stop reading."""
+
+
+@dataclass(slots=True)
+class CachedEvent:
+    """The last event published on a cache channel (PROTOCOL.md A §1.7)."""
+
+    event: str
+    data: str
+    expires_at: float
+
+
+class AppState:
+    """Everything this node holds for one app."""
+
+    __slots__ = ("app", "cache", "channels", "rosters", "sockets", "users", "watchers")
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.sockets: dict[str, Socket] = {}
+        self.channels: dict[str, dict[str, Socket]] = {}
+        self.rosters: dict[str, PresenceRoster] = {}
+        self.users: dict[str, set[Socket]] = {}
+        self.watchers: dict[str, set[Socket]] = {}
+        self.cache: dict[str, CachedEvent] = {}
+
+    def join(self, channel: str, socket: Socket) -> int:
+        """Add ``socket`` to ``channel``; return the channel's subscription count."""
+        subscribers = self.channels.get(channel)
+        if subscribers is None:
+            subscribers = self.channels[channel] = {}
+        subscribers[socket.session.socket_id] = socket
+        return len(subscribers)
+
+    def leave(self, channel: str, socket: Socket) -> int:
+        """Remove ``socket`` from ``channel``; return what is left (the entry goes at 0)."""
+        subscribers = self.channels.get(channel)
+        if subscribers is None:
+            return 0
+        subscribers.pop(socket.session.socket_id, None)
+        if not subscribers:
+            del self.channels[channel]
+            self.rosters.pop(channel, None)
+            return 0
+        return len(subscribers)
+
+    def roster(self, channel: str) -> PresenceRoster:
+        roster = self.rosters.get(channel)
+        if roster is None:
+            roster = self.rosters[channel] = PresenceRoster()
+        return roster
+
+    def cached(self, channel: str, now: float) -> CachedEvent | None:
+        entry = self.cache.get(channel)
+        if entry is not None and entry.expires_at <= now:
+            del self.cache[channel]
+            return None
+        return entry
+
+    def expire_cache(self, now: float) -> None:
+        for channel in [c for c, e in self.cache.items() if e.expires_at <= now]:
+            del self.cache[channel]
+
+
+class Hub:
+    """Per-app state of this node, by app id."""
+
+    __slots__ = ("_apps",)
+
+    def __init__(self) -> None:
+        self._apps: dict[str, AppState] = {}
+
+    def state(self, app: App) -> AppState:
+        """The state of ``app``, created on first use; the app's settings are refreshed."""
+        state = self._apps.get(app.id)
+        if state is None:
+            state = self._apps[app.id] = AppState(app)
+        elif state.app is not app:
+            state.app = app
+        return state
+
+    def get(self, app_id: str) -> AppState | None:
+        return self._apps.get(app_id)
+
+    def all(self) -> list[AppState]:
+        return list(self._apps.values())
+
+    def connection_count(self) -> int:
+        return sum(len(s.sockets) for s in self._apps.values())

@@ -1,0 +1,111 @@
+"""Parse client frames and encode server frames (PROTOCOL.md A §1.1-§1.3, §1.13).
+
+"Double encoding": the server always sends ``data`` as a JSON string for channel events; clients
+may send ``data`` as an object or as a JSON string, and both are accepted (Part B item 3).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from ressonance.errors import PusherError
+
+INVALID_MESSAGE = 4300  # non-fatal "other" range: the socket stays open
+
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON, the one encoder the protocol uses."""
+    return _dumps(value)
+
+
+@dataclass(frozen=True, slots=True)
+class ClientMessage:
+    """A parsed client frame. ``data`` is as sent: an object, a string or absent (None)."""
+
+    event: str
+    channel: str | None
+    data: Any
+
+    def data_object(self) -> dict[str, Any]:
+        """``data`` as an object, decoding a JSON string; ``{}`` when it is neither."""
+        data = self.data
+        if isinstance(data, str):
+            try:
+                data = json.loads(data)
+            except ValueError:
+                return {}
+        return data if isinstance(data, dict) else {}
+
+
+def parse_client_frame(text: str) -> ClientMessage:
+    """Parse one text frame. Raises :class:`PusherError` (4300, non-fatal) for bad input."""
+    try:
+        frame = json.loads(text)
+    except (ValueError, RecursionError):
+        raise PusherError(INVALID_MESSAGE, "Invalid message: not JSON") from None
+    if not isinstance(frame, dict):
+        raise PusherError(INVALID_MESSAGE, "Invalid message: expected a JSON object")
+    event = frame.get("event")
+    if not isinstance(event, str) or not event:
+        raise PusherError(INVALID_MESSAGE, "Invalid message: missing event name")
+    channel = frame.get("channel")
+    if channel is not None and not isinstance(channel, str):
+        raise PusherError(INVALID_MESSAGE, "Invalid message: channel must be a string")
+    return ClientMessage(event, channel, frame.get("data"))
+
+
+def encode_event(event: str, channel: str | None, data: Any, user_id: str | None = None) -> str:
+    """A server frame. A ``str`` ``data`` is sent as is; anything else is JSON-encoded first
+    (double encoding), except when ``data`` is None (no ``data`` member)."""
+    frame: dict[str, Any] = {"event": event}
+    if channel is not None:
+        frame["channel"] = channel
+    if data is not None:
+        frame["data"] = data if isinstance(data, str) else dumps(data)
+    if user_id is not None:
+        frame["user_id"] = user_id
+    return dumps(frame)
+
+
+def encode_client_event(event: str, channel: str, data: Any, user_id: str | None) -> str:
+    """A client event as forwarded to other subscribers: ``data`` exactly as the sender gave it."""
+    frame: dict[str, Any] = {"event": event, "channel": channel, "data": data}
+    if user_id is not None:
+        frame["user_id"] = user_id
+    return dumps(frame)
+
+
+def connection_established(socket_id: str, activity_timeout: int) -> str:
+    return encode_event(
+        "pusher:connection_established",
+        None,
+        {"socket_id": socket_id, "activity_timeout": activity_timeout},
+    )
+
+
+def error(code: int | None, message: str) -> str:
+    """``pusher:error``: ``data`` is an object, as in the protocol doc's schema."""
+    return dumps({"event": "pusher:error", "data": {"code": code, "message": message}})
+
+
+def subscription_error(channel: str, kind: str, message: str, status: int) -> str:
+    """Part B item 3: the shape pusher-js passes to the channel and Echo's ``.error()``."""
+    return dumps(
+        {
+            "event": "pusher:subscription_error",
+            "channel": channel,
+            "data": {"type": kind, "error": message, "status": status},
+        }
+    )
+
+
+PING = dumps({"event": "pusher:ping", "data": {}})
+PONG = dumps({"event": "pusher:pong", "data": {}})
+
+
+def cache_miss(channel: str) -> str:
+    return dumps({"event": "pusher:cache_miss", "channel": channel})

@@ -1,0 +1,1 @@
+"""Fan-out between nodes behind small role interfaces (ARCHITECTURE.md "Layers")."""

@@ -1,0 +1,76 @@
+"""Composition root: settings → app store, broker, node, API → listener; signals; drain."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+from ressonance.apps.static import StaticAppStore
+from ressonance.config import Settings
+from ressonance.http.api import Api
+from ressonance.node.node import Node
+from ressonance.scaling.memory import MemoryBroker
+from ressonance.transport.listener import Listener
+
+log = logging.getLogger("ressonance")
+
+SWEEP_INTERVAL = 1.0
+HOUSEKEEPING_INTERVAL = 5.0
+DRAIN_TIMEOUT = 10.0
+
+
+class Server:
+    """A running node: build with :meth:`start`, stop with :meth:`stop`."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.apps = StaticAppStore(settings.apps)
+        self.node = Node(MemoryBroker(), activity_timeout=settings.activity_timeout)
+        self.api = Api(self.node, self.apps)
+        self.listener: Listener | None = None
+        self._timers: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        await self.node.start()
+        self.listener = Listener(self.settings, self.node, self.api, self.apps)
+        await self.listener.listen(self.settings.host, self.settings.port)
+        self._timers = [
+            asyncio.create_task(self._every(SWEEP_INTERVAL, self.listener.sweep)),
+            asyncio.create_task(self._every(HOUSEKEEPING_INTERVAL, self.node.sweep)),
+        ]
+
+    @staticmethod
+    async def _every(interval: float, action: object) -> None:
+        assert callable(action)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                action()
+            except Exception:
+                log.exception("periodic task failed")
+
+    async def stop(self, drain_timeout: float = DRAIN_TIMEOUT) -> None:
+        for timer in self._timers:
+            timer.cancel()
+        if self.listener is not None:
+            await self.listener.drain(drain_timeout)
+        await self.node.broker.close()
+
+
+async def serve(settings: Settings) -> None:
+    """Run until SIGTERM or SIGINT, then drain (4200) and return."""
+    server = Server(settings)
+    await server.start()
+    assert server.listener is not None
+    addresses = ", ".join("{}:{}".format(*s.getsockname()[:2]) for s in server.listener.sockets)
+    log.info("ressonance listening on %s", addresses)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down: closing connections with 4200")
+    await server.stop()

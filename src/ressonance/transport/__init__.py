@@ -1,0 +1,1 @@
+"""The WebSocket and HTTP edge: asyncio protocols, framing, handshakes, write coalescing."""

@@ -1,0 +1,298 @@
+"""One TCP connection: HTTP/1.1 until it upgrades, then a Pusher WebSocket.
+
+No task per connection: the loop calls :class:`Edge` back; frames queued by :meth:`Edge.send`
+during one loop iteration go out in one write (:class:`Listener` flushes them); time-outs are
+checked by :meth:`Listener.sweep`, one periodic pass over all connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import TYPE_CHECKING, cast
+
+from ressonance.errors import PusherError
+from ressonance.protocol import codes, messages
+from ressonance.protocol.framing import OP_PONG, close_frame, encode, text_frame
+from ressonance.protocol.session import Session
+from ressonance.transport import handshake
+from ressonance.transport.frames import (
+    OP_BINARY,
+    OP_CLOSE,
+    OP_PING,
+    OP_TEXT,
+    FrameError,
+    FrameParser,
+    Message,
+    parse_close,
+)
+from ressonance.transport.http11 import HttpFault, Request, RequestReader, Response, serialize
+
+if TYPE_CHECKING:
+    from ressonance.transport.listener import Listener
+
+log = logging.getLogger("ressonance.transport")
+
+HTTP, OPEN, CLOSING, CLOSED = 0, 1, 2, 3
+
+
+class Edge(asyncio.Protocol):
+    """The connection's state; the hub sees it as a :class:`~ressonance.node.hub.Socket`."""
+
+    __slots__ = (
+        "_busy",
+        "_detached",
+        "_out",
+        "_parser",
+        "_paused",
+        "_pending",
+        "_reader",
+        "_served",
+        "_task",
+        "listener",
+        "ping_sent",
+        "seen",
+        "session",
+        "state",
+        "transport",
+    )
+
+    def __init__(self, listener: Listener) -> None:
+        self.listener = listener
+        self.transport: asyncio.Transport | None = None
+        self.state = HTTP
+        self.session: Session = None  # type: ignore[assignment]  # set by Node.connect
+        self.seen = 0.0
+        self.ping_sent = 0.0
+        self._reader: RequestReader | None = RequestReader(listener.max_request_bytes)
+        self._parser: FrameParser | None = None
+        self._out: list[bytes] | None = None
+        self._paused = False
+        self._pending: deque[Request] | None = None
+        self._busy = False
+        self._served = 0
+        self._task: asyncio.Task[None] | None = None
+        self._detached = False
+
+    # asyncio callbacks ---------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        self.transport = transport
+        transport.set_write_buffer_limits(high=self.listener.write_buffer_bytes)
+        self.seen = self.listener.now()
+        self.listener.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.state = CLOSED
+        self.listener.connections.discard(self)
+        self._detach()
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+
+    def pause_writing(self) -> None:
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+
+    def data_received(self, data: bytes) -> None:
+        self.seen = self.listener.now()
+        if self.state == HTTP:
+            self._http_received(data)
+        elif self._parser is not None:
+            self.ping_sent = 0.0
+            self._ws_received(data)
+
+    def eof_received(self) -> bool | None:
+        return None  # close the transport
+
+    # HTTP ----------------------------------------------------------------------------------
+    def _http_received(self, data: bytes) -> None:
+        assert self._reader is not None
+        try:
+            requests, rest = self._reader.feed(data)
+            for request in requests:
+                if handshake.is_websocket_path(request.path) and request is requests[-1]:
+                    self._upgrade(request, rest or b"")
+                    return
+                if request.upgrade:
+                    raise HttpFault(400, "Upgrade is only supported on /app/{key}")
+                self._queue(request)
+        except HttpFault as fault:
+            self._refuse(fault)
+
+    def _refuse(self, fault: HttpFault) -> None:
+        """Answer a request that cannot be served, then close (bad input never goes on)."""
+        if self.transport is None or self.state != HTTP:
+            return
+        body = messages.dumps({"error": fault.message, "code": fault.status}).encode()
+        headers = handshake.refusal_headers(fault)
+        self.transport.write(serialize(Response(fault.status, body, headers=headers), False))
+        self._reader = None
+        self.state = CLOSING
+        self.transport.close()
+
+    def _queue(self, request: Request) -> None:
+        if self._pending is None:
+            self._pending = deque()
+        self._pending.append(request)
+        if len(self._pending) > 16 and self.transport is not None:
+            self.transport.pause_reading()
+        if not self._busy:
+            self._busy = True
+            self._task = asyncio.get_running_loop().create_task(self._serve())
+
+    async def _serve(self) -> None:
+        pending = self._pending
+        assert pending is not None
+        while pending and self.state == HTTP and self.transport is not None:
+            request = pending.popleft()
+            try:
+                response = await self.listener.api.handle(request)
+            except Exception:
+                log.exception("internal error serving %s %s", request.method, request.path)
+                response = Response(500, b'{"error":"Internal server error","code":500}')
+            if self.state != HTTP or self.transport.is_closing():
+                return
+            keep_alive = request.keep_alive and not self.listener.draining
+            self.transport.write(serialize(response, keep_alive))
+            self._served += 1
+            self.seen = self.listener.now()
+            if not keep_alive:
+                self.state = CLOSING
+                self.transport.close()
+                return
+            if len(pending) <= 16:
+                self.transport.resume_reading()
+        self._busy = False
+
+    # upgrade -------------------------------------------------------------------------------
+    def _upgrade(self, request: Request, rest: bytes) -> None:
+        upgrade = handshake.check(request)  # HttpFault → refused by the caller
+        if self.listener.draining:
+            raise HttpFault(503, "Server is shutting down")
+        assert self.transport is not None
+        self.transport.pause_reading()
+        self._reader = None
+        self._task = asyncio.get_running_loop().create_task(self._open(upgrade, rest))
+
+    async def _open(self, upgrade: handshake.Upgrade, rest: bytes) -> None:
+        listener = self.listener
+        app = await listener.apps.by_key(upgrade.key)
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        transport.write(serialize(handshake.response(upgrade), True))
+        self.state = OPEN
+        self._parser = FrameParser(listener.max_message_bytes)
+        try:
+            admitted = listener.node.admit(app, upgrade.protocol, upgrade.origin)
+        except PusherError as exc:
+            transport.write(text_frame(messages.error(exc.code, exc.message)))
+            self._start_close(exc.code, exc.message)
+        else:
+            listener.node.connect(self, admitted)
+        transport.resume_reading()
+        if rest:
+            self._ws_received(rest)
+
+    # WebSocket -----------------------------------------------------------------------------
+    def _ws_received(self, data: bytes) -> None:
+        assert self._parser is not None
+        try:
+            for message in self._parser.feed(data):
+                self._on_message(message)
+                if self.state != OPEN:
+                    return
+        except FrameError as exc:
+            self.close(exc.code, exc.reason)
+
+    def _on_message(self, message: Message) -> None:
+        opcode = message.opcode
+        if opcode == OP_TEXT:
+            try:
+                text = message.payload.decode()
+            except UnicodeDecodeError:
+                raise FrameError(codes.WS_INVALID_PAYLOAD, "Invalid UTF-8") from None
+            if self.session is None:
+                return  # refused at admission: only the close handshake is left
+            try:
+                self.listener.node.receive(self, text)
+            except Exception:
+                log.exception("internal error handling a frame from %s", self.session.socket_id)
+                self.close(codes.WS_INTERNAL_ERROR, "Internal server error")
+        elif opcode == OP_PING:
+            self.send(encode(OP_PONG, message.payload))
+        elif opcode == OP_CLOSE:
+            code = parse_close(message.payload)
+            self.close(code if code is not None and code < 4000 else codes.WS_NORMAL, "")
+            if self.transport is not None:
+                self.transport.close()  # the peer started the closing handshake: we end TCP
+        elif opcode == OP_BINARY:
+            raise FrameError(codes.WS_UNSUPPORTED_DATA, "Binary frames are not supported")
+
+    def send(self, frame: bytes) -> None:
+        """Queue ``frame``; a slow consumer (write buffer over the high-water mark) is closed
+        with 4100 or has the frame dropped, as configured."""
+        if self.state != OPEN:
+            return
+        if self._paused:
+            self.listener.slow_consumer(self)
+            return
+        out = self._out
+        if out is None:
+            self._out = [frame]
+            self.listener.mark_dirty(self)
+        else:
+            out.append(frame)
+
+    def flush(self) -> None:
+        out = self._out
+        self._out = None
+        if out and self.transport is not None and self.state == OPEN:
+            self.transport.write(out[0] if len(out) == 1 else b"".join(out))
+
+    def close(self, code: int, reason: str) -> None:
+        """Send a close frame and wait (at most a few seconds) for the peer's close frame."""
+        if self.state != OPEN:
+            if self.state == CLOSING and self.transport is not None:
+                self.transport.close()  # the peer answered our close frame
+            return
+        self.flush()
+        self._start_close(code, reason)
+
+    def _start_close(self, code: int, reason: str) -> None:
+        self.state = CLOSING
+        self.seen = self.listener.now()
+        if self.transport is not None:
+            self.transport.write(close_frame(code, reason))
+        asyncio.get_running_loop().call_soon(self._detach)
+
+    def _detach(self) -> None:
+        if not self._detached and self.session is not None:
+            self._detached = True
+            self.listener.node.disconnect(self)
+
+    # time-outs (called by Listener.sweep) --------------------------------------------------
+    def check_timeouts(self, now: float) -> None:
+        listener = self.listener
+        transport = self.transport
+        if transport is None:
+            return
+        idle = now - self.seen
+        if self.state == OPEN:
+            if self.ping_sent:
+                if now - self.ping_sent > listener.pong_timeout:
+                    listener.node.fail(self, codes.PONG_NOT_RECEIVED, "Pong reply not received")
+            elif idle > listener.activity_timeout:
+                self.ping_sent = now
+                self.send(text_frame(messages.PING))
+        elif self.state == CLOSING:
+            if idle > listener.close_timeout:
+                transport.abort()
+        elif self.state == HTTP and not self._busy:
+            limit = listener.keep_alive_timeout if self._served else listener.handshake_timeout
+            if idle > limit:
+                self.state = CLOSING
+                transport.close()

@@ -1,0 +1,181 @@
+"""HTTP/1.1 requests in, responses out. The only module that imports ``httptools``.
+
+Limits owned here: header bytes (431), body bytes (413), malformed requests (400). Chunked
+bodies are de-chunked by the parser; keep-alive follows the request.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import httptools
+
+MAX_HEADER_BYTES = 16 * 1024
+MAX_HEADERS = 100
+
+_REASONS = {
+    101: "Switching Protocols",
+    200: "OK",
+    204: "No Content",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    408: "Request Timeout",
+    413: "Payload Too Large",
+    426: "Upgrade Required",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+
+
+class HttpFault(Exception):
+    """The request cannot be parsed or is over a limit; answer ``status`` and close."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(slots=True)
+class Request:
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]
+    body: bytes = b""
+    keep_alive: bool = True
+    upgrade: bool = False
+
+
+@dataclass(slots=True)
+class Response:
+    status: int
+    body: bytes = b""
+    content_type: str = "application/json"
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+
+def serialize(response: Response, keep_alive: bool) -> bytes:
+    """The response bytes, with Content-Length and the Connection header."""
+    lines = [f"HTTP/1.1 {response.status} {_REASONS.get(response.status, 'Unknown')}"]
+    if response.status != 101:
+        lines.append(f"Content-Type: {response.content_type}")
+        lines.append(f"Content-Length: {len(response.body)}")
+        lines.append("Connection: keep-alive" if keep_alive else "Connection: close")
+    lines.extend(f"{name}: {value}" for name, value in response.headers)
+    head = "\r\n".join(lines) + "\r\n\r\n"
+    return head.encode("latin-1") + response.body
+
+
+class RequestReader:
+    """Feeds bytes to httptools and collects complete requests.
+
+    :meth:`feed` returns the complete requests and, when the last is an upgrade, the bytes
+    after it (which belong to the new protocol). Raises :class:`HttpFault` for bad input.
+    """
+
+    __slots__ = (
+        "_body",
+        "_body_size",
+        "_done",
+        "_header_bytes",
+        "_headers",
+        "_in_head",
+        "_max_body",
+        "_parser",
+        "_unparsed_head",
+        "_url",
+    )
+
+    def __init__(self, max_body: int) -> None:
+        self._max_body = max_body
+        self._parser = httptools.HttpRequestParser(self)
+        self._reset()
+        self._done: list[Request] = []
+        self._in_head = True
+        self._unparsed_head = 0
+
+    def _reset(self) -> None:
+        self._url = b""
+        self._headers: dict[str, str] = {}
+        self._body: list[bytes] = []
+        self._body_size = 0
+        self._header_bytes = 0
+
+    def feed(self, data: bytes) -> tuple[list[Request], bytes | None]:
+        rest: bytes | None = None
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            rest = data[upgrade.args[0] :] if upgrade.args else b""
+        except HttpFault:
+            raise
+        except httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__
+            if isinstance(cause, HttpFault):
+                raise cause from None
+            raise HttpFault(400, "Malformed HTTP request") from None
+        except httptools.HttpParserError:
+            raise HttpFault(400, "Malformed HTTP request") from None
+        if self._in_head:
+            # httptools buffers a partial header line itself: bound what it may hold
+            self._unparsed_head += len(data)
+            if self._unparsed_head > MAX_HEADER_BYTES:
+                raise HttpFault(431, "Request headers are too large")
+        done, self._done = self._done, []
+        return done, rest
+
+    # httptools callbacks -------------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        self._reset()
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        self._count(len(url))
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count(len(name) + len(value) + 4)
+        if len(self._headers) >= MAX_HEADERS:
+            raise HttpFault(431, "Too many headers")
+        key = name.decode("latin-1").lower()
+        text = value.decode("latin-1")
+        previous = self._headers.get(key)
+        self._headers[key] = text if previous is None else f"{previous}, {text}"
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._unparsed_head = 0
+
+    def on_body(self, body: bytes) -> None:
+        self._body_size += len(body)
+        if self._body_size > self._max_body:
+            raise HttpFault(413, "Request body is too large")
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        self._in_head = True
+        parser = self._parser
+        try:
+            parsed = httptools.parse_url(self._url)
+        except httptools.HttpParserInvalidURLError:
+            raise HttpFault(400, "Invalid request target") from None
+        self._done.append(
+            Request(
+                method=parser.get_method().decode("latin-1"),
+                path=(parsed.path or b"/").decode("latin-1"),
+                query=(parsed.query or b"").decode("latin-1"),
+                headers=self._headers,
+                body=b"".join(self._body),
+                keep_alive=parser.should_keep_alive(),
+                upgrade=parser.should_upgrade(),
+            )
+        )
+
+    def _count(self, n: int) -> None:
+        self._header_bytes += n
+        if self._header_bytes > MAX_HEADER_BYTES:
+            raise HttpFault(431, "Request headers are too large")

@@ -1,0 +1,98 @@
+"""The listening side: accepts connections, coalesces writes per loop tick, sweeps time-outs,
+and drains on shutdown (close code 4200, PROTOCOL.md Part B item 2)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+
+from ressonance.apps.base import AppStore
+from ressonance.config import Settings
+from ressonance.http.api import Api
+from ressonance.node.node import Node
+from ressonance.protocol import codes
+from ressonance.transport.edge import OPEN, Edge
+
+log = logging.getLogger("ressonance.transport")
+
+
+class Listener:
+    """Shared context of every :class:`Edge`: the node, the API, limits and time-outs."""
+
+    handshake_timeout = 10.0
+    keep_alive_timeout = 30.0
+    close_timeout = 3.0
+
+    def __init__(self, settings: Settings, node: Node, api: Api, apps: AppStore) -> None:
+        self.node = node
+        self.api = api
+        self.apps = apps
+        self.activity_timeout = float(settings.activity_timeout)
+        self.pong_timeout = float(settings.pong_timeout)
+        self.max_message_bytes = settings.max_message_kb * 1024
+        self.max_request_bytes = settings.max_request_kb * 1024
+        self.write_buffer_bytes = settings.write_buffer_kb * 1024
+        self.close_slow_consumers = settings.slow_consumer == "close"
+        self.connections: set[Edge] = set()
+        self.draining = False
+        self.dropped_frames = 0
+        self._dirty: list[Edge] = []
+        self._loop = asyncio.get_running_loop()
+        self.now = self._loop.time
+        self._server: asyncio.Server | None = None
+
+    async def listen(self, host: str, port: int, sock: socket.socket | None = None) -> None:
+        if sock is not None:
+            self._server = await self._loop.create_server(lambda: Edge(self), sock=sock)
+        else:
+            self._server = await self._loop.create_server(
+                lambda: Edge(self), host, port, backlog=4096, reuse_address=True
+            )
+
+    @property
+    def sockets(self) -> list[socket.socket]:
+        return list(self._server.sockets) if self._server else []
+
+    # write coalescing ----------------------------------------------------------------------
+    def mark_dirty(self, edge: Edge) -> None:
+        """``edge`` has queued frames: flush them at the end of this loop iteration."""
+        dirty = self._dirty
+        dirty.append(edge)
+        if len(dirty) == 1:
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        dirty, self._dirty = self._dirty, []
+        for edge in dirty:
+            edge.flush()
+
+    def slow_consumer(self, edge: Edge) -> None:
+        """The socket's write buffer is over the high-water mark (ARCHITECTURE.md)."""
+        self.dropped_frames += 1
+        if self.close_slow_consumers:
+            log.warning("closing slow consumer %s (4100)", edge.session.socket_id)
+            edge.close(codes.OVER_CAPACITY, "Slow consumer: too much unsent data")
+
+    # time-outs -----------------------------------------------------------------------------
+    def sweep(self) -> None:
+        now = self.now()
+        for edge in list(self.connections):
+            edge.check_timeouts(now)
+
+    # shutdown ------------------------------------------------------------------------------
+    async def drain(self, timeout: float) -> None:
+        """Stop accepting, close every WebSocket with 4200 so clients reconnect at once
+        (elsewhere, behind a load balancer), and wait up to ``timeout`` for them to go."""
+        self.draining = True
+        if self._server is not None:
+            self._server.close()
+        for edge in list(self.connections):
+            if edge.state == OPEN:
+                self.node.fail(edge, codes.RECONNECT_NOW, "Server is restarting")
+        deadline = self.now() + timeout
+        while self.connections and self.now() < deadline:
+            await asyncio.sleep(0.05)
+        for edge in list(self.connections):
+            if edge.transport is not None:
+                edge.transport.abort()
