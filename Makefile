@@ -1,0 +1,34 @@
+# The two commands of the README:
+#   make run   install into .venv and start the server on its embedded defaults
+#   make test  install everything the tests need, then lint, type-check and run the whole suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: run install install-test lint test bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+
+run: install
+	$(BIN)/ressonance serve
+
+install-test: $(BIN)/python
+	bash scripts/install-test-deps.sh
+	$(BIN)/pip install --quiet -e '.[test]'
+	bash tests/e2e/install.sh
+
+lint: install-test
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/pytest
+
+clean:
+	rm -rf $(VENV) tests/e2e/node_modules .pytest_cache .mypy_cache .ruff_cache
