@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ressonance.errors import PusherError
+from ressonance.protocol import messages
+
+
+def test_server_event_data_is_a_json_string() -> None:
+    frame = json.loads(messages.encode_event("e", "c", {"a": 1}))
+    assert frame == {"event": "e", "channel": "c", "data": '{"a":1}'}
+    assert json.loads(messages.encode_event("e", "c", "raw"))["data"] == "raw"
+
+
+def test_connection_established() -> None:
+    frame = json.loads(messages.connection_established("1.2", 120))
+    assert json.loads(frame["data"]) == {"socket_id": "1.2", "activity_timeout": 120}
+
+
+def test_client_data_kept_as_sent() -> None:
+    assert json.loads(messages.encode_client_event("client-x", "private-a", {"x": 1}, None)) == {
+        "event": "client-x",
+        "channel": "private-a",
+        "data": {"x": 1},
+    }
+    frame = json.loads(messages.encode_client_event("client-x", "presence-a", "s", "7"))
+    assert frame["data"] == "s" and frame["user_id"] == "7"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["nope", "[]", "1", '{"data":{}}', '{"event":""}', '{"event":"e","channel":5}', "[" * 100000],
+)
+def test_bad_frames_raise_non_fatal_error(text: str) -> None:
+    with pytest.raises(PusherError) as info:
+        messages.parse_client_frame(text)
+    assert 4300 <= info.value.code < 4400
+    assert not info.value.close
+
+
+def test_data_object_accepts_object_or_string() -> None:
+    as_obj = messages.parse_client_frame('{"event":"pusher:subscribe","data":{"channel":"a"}}')
+    as_str = messages.parse_client_frame(
+        '{"event":"pusher:subscribe","data":"{\\"channel\\":\\"a\\"}"}'
+    )
+    assert as_obj.data_object() == as_str.data_object() == {"channel": "a"}
+    assert messages.parse_client_frame('{"event":"x","data":"[1]"}').data_object() == {}
+
+
+def test_subscription_error_shape() -> None:
+    frame = json.loads(messages.subscription_error("private-a", "AuthError", "bad", 401))
+    assert frame == {
+        "event": "pusher:subscription_error",
+        "channel": "private-a",
+        "data": {"type": "AuthError", "error": "bad", "status": 401},
+    }

@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ressonance.config import DEV_APP, load
+from ressonance.errors import ConfigError
+
+
+def test_defaults_start_the_development_app() -> None:
+    settings = load(env={})
+    assert settings.port == 6001 and settings.host == "0.0.0.0"
+    assert settings.dev_app and settings.apps == (DEV_APP,)
+
+
+def test_env_app_and_precedence(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(
+        'port = 7000\nactivity_timeout = 30\n[[apps]]\nid = "5"\nkey = "k5"\nsecret = "s5"\n'
+    )
+    env = {
+        "RESSONANCE_PORT": "7001",
+        "RESSONANCE_APP_ID": "42",
+        "RESSONANCE_APP_KEY": "key",
+        "RESSONANCE_APP_SECRET": "secret",
+        "RESSONANCE_APP_CLIENT_EVENTS": "false",
+        "RESSONANCE_APP_MAX_PAYLOAD_KB": "20",
+        "RESSONANCE_APP_ALLOWED_ORIGINS": "https://a.example/, https://B.example",
+    }
+    settings = load(cli={"port": 7002, "host": None}, env=env, config_file=config)
+    assert settings.port == 7002
+    assert settings.activity_timeout == 30
+    assert not settings.dev_app
+    ids = [a.id for a in settings.apps]
+    assert ids == ["5", "42"]
+    app = settings.apps[1]
+    assert app.client_events is False and app.max_payload_kb == 20
+    assert app.allowed_origins == ("https://a.example", "https://b.example")
+    assert load(env=env).port == 7001
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("prot = 1", "unknown setting"),
+        ('[[apps]]\nid = "1"\nkey = "k"\n', "needs secret"),
+        (
+            '[[apps]]\nid = "1"\nkey = "k"\nsecret = "s"\nclient_event = true\n',
+            "unknown app setting",
+        ),
+        ('[[apps]]\nid = "1"\nkey = "k"\nsecret = "s"\nmax_payload_kb = "lots"\n', "not a valid"),
+        ("port = 0", "port must be"),
+        ("port = 70000", "between"),
+        ('slow_consumer = "maybe"', "slow_consumer"),
+        ("this is not toml", "not valid TOML"),
+        (
+            '[[apps]]\nid="1"\nkey="k"\nsecret="s"\n[[apps]]\nid="2"\nkey="k"\nsecret="t"\n',
+            "share the key",
+        ),
+    ],
+)
+def test_bad_config_is_reported(tmp_path: Path, text: str, message: str) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        settings = load(env={}, config_file=config)
+        from ressonance.apps.static import StaticAppStore
+
+        StaticAppStore(settings.apps)
+
+
+def test_missing_file() -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load(env={}, config_file="/nonexistent/ressonance.toml")
