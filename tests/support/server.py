@@ -85,7 +85,9 @@ class RunningServer:
     def http_url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def ws_url(self, key: str | None = None, query: str = "protocol=7&client=js&version=8.4.0") -> str:
+    def ws_url(
+        self, key: str | None = None, query: str = "protocol=7&client=js&version=8.4.0"
+    ) -> str:
         return f"ws://{self.host}:{self.port}/app/{key or self.app['key']}?{query}"
 
     def log(self) -> str:
@@ -97,10 +99,12 @@ def _wait_healthy(server: RunningServer, timeout: float) -> None:
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
             raise RuntimeError(f"server exited with {server.process.returncode}:\n{server.log()}")
-        with contextlib.suppress(OSError):
-            with urllib.request.urlopen(f"{server.http_url}/health", timeout=1) as resp:
-                if resp.status == 200:
-                    return
+        with (
+            contextlib.suppress(OSError),
+            urllib.request.urlopen(f"{server.http_url}/health", timeout=1) as resp,
+        ):
+            if resp.status == 200:
+                return
         time.sleep(0.05)
     raise TimeoutError(f"server not healthy within {timeout}s:\n{server.log()}")
 
@@ -114,7 +118,7 @@ def run_server(
     args: list[str] | None = None,
     startup_timeout: float = 15.0,
 ) -> Iterator[RunningServer]:
-    """Start ``python -m ressonance serve`` on 127.0.0.1 and stop it (SIGTERM, then SIGKILL) after."""
+    """Start ``python -m ressonance serve`` on 127.0.0.1; stop it after (SIGTERM, then SIGKILL)."""
     apps = DEFAULT_APPS if apps is None else apps
     port = free_port()
     cmd = [sys.executable, "-m", "ressonance", "serve", "--host", "127.0.0.1", "--port", str(port)]

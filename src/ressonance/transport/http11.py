@@ -96,7 +96,7 @@ class RequestReader:
         self._parser = httptools.HttpRequestParser(self)
         self._reset()
         self._done: list[Request] = []
-        self._in_head = True
+        self._in_head = False  # a request has begun and its headers are not complete
         self._unparsed_head = 0
 
     def _reset(self) -> None:
@@ -132,6 +132,7 @@ class RequestReader:
     # httptools callbacks -------------------------------------------------------------------
     def on_message_begin(self) -> None:
         self._reset()
+        self._in_head = True
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -157,7 +158,6 @@ class RequestReader:
         self._body.append(body)
 
     def on_message_complete(self) -> None:
-        self._in_head = True
         parser = self._parser
         try:
             parsed = httptools.parse_url(self._url)
