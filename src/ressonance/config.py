@@ -32,6 +32,8 @@ class Settings:
     write_buffer_kb: int = 1024
     slow_consumer: str = "close"
     max_request_kb: int = 1024
+    handshake_timeout: int = 10
+    keep_alive_timeout: int = 30
     log_level: str = "info"
     log_format: str = "text"
     apps: tuple[App, ...] = field(default=())

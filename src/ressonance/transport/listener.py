@@ -20,8 +20,6 @@ log = logging.getLogger("ressonance.transport")
 class Listener:
     """Shared context of every :class:`Edge`: the node, the API, limits and time-outs."""
 
-    handshake_timeout = 10.0
-    keep_alive_timeout = 30.0
     close_timeout = 3.0
 
     def __init__(self, settings: Settings, node: Node, api: Api, apps: AppStore) -> None:
@@ -30,6 +28,8 @@ class Listener:
         self.apps = apps
         self.activity_timeout = float(settings.activity_timeout)
         self.pong_timeout = float(settings.pong_timeout)
+        self.handshake_timeout = float(settings.handshake_timeout)
+        self.keep_alive_timeout = float(settings.keep_alive_timeout)
         self.max_message_bytes = settings.max_message_kb * 1024
         self.max_request_bytes = settings.max_request_kb * 1024
         self.write_buffer_bytes = settings.write_buffer_kb * 1024
