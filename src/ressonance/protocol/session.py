@@ -109,7 +109,8 @@ class Session:
     def _subscribe(self, data: dict[str, Any]) -> Action:
         channel = data.get("channel")
         if not channels.is_valid_name(channel):
-            shown = channel[:200] if isinstance(channel, str) else ""
+            # the name is echoed whole so pusher-js routes the error to that channel object
+            shown = channel if isinstance(channel, str) else ""
             return Reply(
                 messages.subscription_error(shown, "InvalidChannel", "Invalid channel name", 4009)
             )
