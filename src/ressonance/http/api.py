@@ -177,13 +177,16 @@ class Api:
                 result["cache"] = {"event": cached.event, "data": cached.data, "ttl": ttl}
         return result
 
-    async def _users(self, app: App, args: list[str], _: Request, __: dict[str, str]) -> Any:
+    async def _users(self, app: App, args: list[str], _: Request, q: dict[str, str]) -> Any:
+        """``{"users":[{"id"}]}``; ``with_user_info=1`` adds ``user_info`` (as Soketi does)."""
         (channel,) = args
         _check_channel(channel)
         if not channels.kind_of(channel).presence:
             raise HttpError(400, "Users are only available for presence channels")
-        ids = await node_mod.channel_users(self.node, app, channel)
-        return {"users": [{"id": user_id} for user_id in ids]}
+        members = await node_mod.channel_users(self.node, app, channel)
+        if q.get("with_user_info") in ("1", "true"):
+            return {"users": [{"id": uid, "user_info": info} for uid, info in members.items()]}
+        return {"users": [{"id": user_id} for user_id in members]}
 
     async def _terminate(self, app: App, args: list[str], _: Request, __: dict[str, str]) -> Any:
         self.node.terminate_user(app, args[0])

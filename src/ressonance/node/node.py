@@ -11,6 +11,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
+from typing import Any
 
 from ressonance.errors import PusherError
 from ressonance.models import App
@@ -348,10 +349,11 @@ async def one_channel(node: Node, app: App, channel: str) -> ChannelStats:
     return ChannelStats(len(subs), len(roster) if roster is not None else None)
 
 
-async def channel_users(node: Node, app: App, channel: str) -> list[str]:
+async def channel_users(node: Node, app: App, channel: str) -> dict[str, Any]:
+    """user id → user_info of the members of a presence channel."""
     state = node.hub.get(app.id)
     roster = state.rosters.get(channel) if state else None
-    return roster.user_ids() if roster is not None else []
+    return roster.members() if roster is not None else {}
 
 
 def cached_event(node: Node, app: App, channel: str) -> CachedEvent | None:

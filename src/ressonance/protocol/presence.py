@@ -90,3 +90,7 @@ class PresenceRoster:
 
     def user_ids(self) -> list[str]:
         return list(self._info)
+
+    def members(self) -> dict[str, Any]:
+        """user id → user_info of every member."""
+        return dict(self._info)
