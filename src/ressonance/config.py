@@ -49,6 +49,8 @@ _POSITIVE = {
     "max_message_kb",
     "write_buffer_kb",
     "max_request_kb",
+    "handshake_timeout",
+    "keep_alive_timeout",
 }
 
 
@@ -169,5 +171,12 @@ def _validate(values: dict[str, Any], apps: list[App]) -> Settings:
         raise ConfigError("log_format must be 'text' or 'json'")
     if not 0 < clean.get("port", 6001) < 65536:
         raise ConfigError("port must be between 1 and 65535")
+    for attr in ("id", "key"):
+        seen: set[str] = set()
+        for app in apps:
+            value = getattr(app, attr)
+            if value in seen:
+                raise ConfigError(f"two apps share the {attr} {value!r}")
+            seen.add(value)
     dev = not apps
     return Settings(**clean, apps=tuple(apps) or (DEV_APP,), dev_app=dev)

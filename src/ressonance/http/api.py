@@ -30,6 +30,8 @@ _ROUTES: list[tuple[str, re.Pattern[str], str]] = [
     ("GET", re.compile(r"/apps/([^/]+)/channels/([^/]+)"), "channel"),
     ("GET", re.compile(r"/apps/([^/]+)/channels/([^/]+)/users"), "users"),
     ("POST", re.compile(r"/apps/([^/]+)/users/([^/]+)/terminate_connections"), "terminate"),
+    # The Python SDK 3 posts here without /apps/{id}: the app is the one of auth_key.
+    ("POST", re.compile(r"/users/([^/]+)/terminate_connections"), "terminate"),
 ]
 
 Handler = Callable[[App, list[str], Request, dict[str, str]], Awaitable[Any]]
@@ -63,25 +65,35 @@ class Api:
             return json_response(200, {"status": "ok"})
         if path == "/":
             return Response(200, b"Ressonance: Pusher protocol v7 server\n", "text/plain")
-        if not path.startswith("/apps/"):
-            raise HttpError(404, "Not found")
         for method, pattern, name in _ROUTES:
             match = pattern.fullmatch(path)
             if match is None:
                 continue
             if request.method != method:
                 raise HttpError(405, f"Use {method} for this endpoint")
-            app = await self.apps.by_id(match.group(1))
-            if app is None:
-                raise HttpError(404, f"App {match.group(1)[:64]!r} not found")
             params = auth.parse_query(request.query)
+            groups = list(match.groups())
+            app = await self._find_app(path, groups, dict(params))
             auth.authenticate(app, request.method, path, params, request.body, self.clock())
             if not app.enabled:
                 raise HttpError(403, "App is disabled")
             handler: Handler = getattr(self, f"_{name}")
-            args = [_unquote(g) for g in match.groups()[1:]]
+            args = [_unquote(g) for g in groups]
             return json_response(200, await handler(app, args, request, dict(params)))
         raise HttpError(404, "Not found")
+
+    async def _find_app(self, path: str, groups: list[str], params: dict[str, str]) -> App:
+        """The app of ``/apps/{id}/...`` (the id is taken off ``groups``), else of auth_key."""
+        if path.startswith("/apps/"):
+            app_id = groups.pop(0)
+            app = await self.apps.by_id(app_id)
+            if app is None:
+                raise HttpError(404, f"App {app_id[:64]!r} not found")
+            return app
+        app = await self.apps.by_key(params.get("auth_key", ""))
+        if app is None:
+            raise HttpError(401, "Unknown or missing auth_key")
+        return app
 
     # POST /apps/{id}/events --------------------------------------------------------------
     async def _events(self, app: App, _: list[str], request: Request, __: dict[str, str]) -> Any:

@@ -2,7 +2,7 @@
 
 The transport calls :meth:`Node.admit` and :meth:`Node.connect` when a WebSocket opens,
 :meth:`Node.receive` per text message and :meth:`Node.disconnect` when it closes. The HTTP API
-calls :meth:`Node.publish` and the query methods in :mod:`ressonance.node.queries`.
+calls :meth:`Node.publish` and the query functions at the end of this module.
 """
 
 from __future__ import annotations
@@ -290,7 +290,7 @@ class Node:
 
     def deliver(self, app_id: str, channel: str, message: str, exclude: str | None) -> None:
         """Write ``message`` to this node's subscribers of ``channel``: encoded once, the same
-        bytes queued on every socket (ARCHITECTURE.md "The hot path")."""
+        bytes queued on every socket (docs/design.md "Hot-path rules")."""
         state = self.hub.get(app_id)
         subscribers = state.channels.get(channel) if state is not None else None
         if not subscribers:

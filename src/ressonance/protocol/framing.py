@@ -1,7 +1,7 @@
 """Server-side WebSocket frames (RFC 6455 §5.2): unmasked, final, never compressed.
 
 A broadcast frame is encoded once and the same bytes go to every subscriber; that is valid
-only because permessage-deflate is never negotiated (ARCHITECTURE.md "The hot path").
+only because permessage-deflate is never negotiated (docs/design.md "Hot-path rules").
 """
 
 from __future__ import annotations

@@ -1,1 +1,1 @@
-"""Fan-out between nodes behind small role interfaces (ARCHITECTURE.md "Layers")."""
+"""Fan-out between nodes behind small role interfaces (docs/design.md)."""

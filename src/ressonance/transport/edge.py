@@ -262,6 +262,15 @@ class Edge(asyncio.Protocol):
         self.flush()
         self._start_close(code, reason)
 
+    def fail_past_limit(self, code: int, message: str) -> None:
+        """``pusher:error`` and a close with ``code``, written even though the write buffer is
+        over its high-water mark (both frames are small): the slow-consumer exit."""
+        if self.state != OPEN or self.transport is None:
+            return
+        self.flush()
+        self.transport.write(text_frame(messages.error(code, message)))
+        self._start_close(code, message)
+
     def _start_close(self, code: int, reason: str) -> None:
         self.state = CLOSING
         self.seen = self.listener.now()

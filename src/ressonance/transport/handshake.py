@@ -1,7 +1,7 @@
 """The WebSocket opening handshake (RFC 6455 §4.2) for ``GET /app/{key}``.
 
 Checks the upgrade headers and builds the 101 response. permessage-deflate is never accepted:
-broadcast frames are shared bytes (ARCHITECTURE.md "The hot path").
+broadcast frames are shared bytes (docs/design.md "Hot-path rules").
 """
 
 from __future__ import annotations

@@ -68,11 +68,11 @@ class Listener:
             edge.flush()
 
     def slow_consumer(self, edge: Edge) -> None:
-        """The socket's write buffer is over the high-water mark (ARCHITECTURE.md)."""
+        """The socket's write buffer is over the high-water mark (docs/design.md)."""
         self.dropped_frames += 1
         if self.close_slow_consumers:
             log.warning("closing slow consumer %s (4100)", edge.session.socket_id)
-            edge.close(codes.OVER_CAPACITY, "Slow consumer: too much unsent data")
+            edge.fail_past_limit(codes.OVER_CAPACITY, "Slow consumer: too much unsent data")
 
     # time-outs -----------------------------------------------------------------------------
     def sweep(self) -> None:
