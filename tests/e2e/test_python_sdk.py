@@ -15,9 +15,10 @@ from typing import Any
 import nacl.secret
 import pusher
 import pusher.errors
+import pusher.http
 import pytest
 
-from tests.integration.wsclient import Closed, PusherWS
+from tests.integration.wsclient import PusherWS
 from tests.integration.wsclient import pusher as ws_client
 from tests.support.server import DEFAULT_APPS, RunningServer
 
@@ -190,16 +191,37 @@ async def test_presence_subscribe_with_sdk_channel_data(
 # -- terminate -------------------------------------------------------------------------------------
 @pytest.mark.asyncio
 async def test_terminate_user_connections(server: RunningServer, sdk: pusher.Pusher) -> None:
-    """pusher-http-python 3.3.4 posts to ``/users/{id}/terminate_connections`` (no ``/apps/{id}``
-    prefix); a drop-in server has to accept that path and find the app from ``auth_key``."""
-    async with ws_client(server) as target, ws_client(server) as bystander:
+    """pusher-http-python 3.3.x posts ``terminate_user_connections`` to
+    ``/users/{id}/terminate_connections`` (no ``/apps/{id}`` prefix); Ressonance takes the app
+    from ``auth_key`` so it works unchanged (docs/server-sdks.md). The user's signed-in sockets
+    are closed with 4009, the others stay."""
+    async with (
+        ws_client(server) as target,
+        ws_client(server) as target2,
+        ws_client(server) as bystander,
+    ):
         await sdk_signin(sdk, target, {"id": "sdk-doomed"})
+        await sdk_signin(sdk, target2, {"id": "sdk-doomed"})
         await sdk_signin(sdk, bystander, {"id": "sdk-safe"})
         assert await call(sdk.terminate_user_connections, "sdk-doomed") == {}
-        with pytest.raises(Closed):
-            while True:
-                await target.recv_event(3)
+        for client in (target, target2):
+            code, _reason, _frames = await client.expect_close(3)
+            assert code == 4009
         assert await bystander.is_open()
+
+
+@pytest.mark.asyncio
+async def test_terminate_on_the_documented_path(server: RunningServer, sdk: pusher.Pusher) -> None:
+    """The documented ``/apps/{id}/users/{id}/terminate_connections``, signed by the SDK's own
+    request machinery (what a fixed SDK would send)."""
+    async with ws_client(server) as target:
+        await sdk_signin(sdk, target, {"id": "sdk-doomed-2"})
+        inner = sdk._pusher_client
+        path = f"/apps/{APP['id']}/users/sdk-doomed-2/terminate_connections"
+        request = pusher.http.Request(inner, pusher.http.POST, path, {})
+        assert await call(inner.http.send_request, request) == {}
+        code, _reason, _frames = await target.expect_close(3)
+        assert code == 4009
 
 
 # -- encrypted channels ----------------------------------------------------------------------------

@@ -69,6 +69,10 @@ class Response:
         """Error bodies explain themselves without leaking Python internals."""
         text = self.raw.decode("utf-8", "replace")
         assert "Traceback" not in text and 'File "' not in text, text
+        # docs/protocol.md "HTTP API": errors are JSON {"error": reason, "code": status}
+        body = json.loads(self.raw)
+        assert isinstance(body.get("error"), str) and body["error"], body
+        assert body.get("code") == self.status, body
 
 
 class Api:
@@ -237,6 +241,7 @@ async def test_trigger_to_a_user(server: RunningServer, api: Api) -> None:
         ({"name": "e", "channel": "c" * 201, "data": "x"}, "channel too long"),
         ({"name": "e", "channels": "c", "data": "x"}, "channels not a list"),
         ({"name": 5, "channel": "c", "data": "x"}, "name not a string"),
+        ({"name": "e" * 201, "channel": "c", "data": "x"}, "name over 200 characters"),
         ([], "array body"),
         ("text", "string body"),
     ],
@@ -530,7 +535,8 @@ async def test_terminate_user_connections(server: RunningServer, api: Api) -> No
         for target in (target1, target2):
             code = await closed_within(target, 3)
             assert code is not None, "signed-in connection not terminated"
-            assert code == -1 or 4000 <= code < 4300 or code == 1000, code
+            # 4009 "connection is unauthorized": pusher-js stays disconnected (docs/protocol.md)
+            assert code == 4009, code
         assert await bystander.is_open()
         assert await anonymous.is_open()
 
@@ -544,6 +550,24 @@ def test_terminate_without_body_is_ok(api: Api) -> None:
     """Some SDKs post no body at all."""
     resp = api.call("POST", f"/apps/{APP['id']}/users/nobody/terminate_connections")
     assert resp.status == 200, resp
+
+
+@pytest.mark.asyncio
+async def test_terminate_on_the_bare_users_path(server: RunningServer, api: Api) -> None:
+    """``/users/{id}/terminate_connections`` without ``/apps/{id}`` (what pusher-http-python
+    3.3.x sends): the app is the one of ``auth_key`` (docs/server-sdks.md)."""
+    async with pusher(server) as target:
+        await target.signin("bare-path")
+        assert (await api.acall("POST", "/users/bare-path/terminate_connections", {})).status == 200
+        assert await closed_within(target, 3) == 4009
+
+
+def test_bare_users_path_needs_a_valid_signature(api: Api) -> None:
+    path = "/users/bare-path/terminate_connections"
+    assert api.call("POST", path, {}, secret="wrong").status == 401
+    unknown = {"id": "0", "key": "no-such-key", "secret": "x"}
+    assert api.call("POST", path, {}, app=unknown).status in (401, 404)
+    assert api.call("POST", path, {}, app=DISABLED).status == 403
 
 
 # -- authentication -------------------------------------------------------------------------------
