@@ -611,8 +611,9 @@ async def test_client_events_over_the_rate_limit(server: RunningServer) -> None:
                     received += 1
         except TimeoutError:
             pass
-        assert errors >= 1, "no 4301 for 20 client events in a burst"
-        assert 1 <= received <= 10, received
+        # a fresh socket's burst of 20 in well under a second: 10 pass, each other one is a
+        # pusher:error 4301 (docs/protocol.md "Client events": every refusal is a 4301)
+        assert (received, errors) == (10, 10)
         assert await sender.is_open()
         # after the window the sender may publish again
         await asyncio.sleep(1.1)
