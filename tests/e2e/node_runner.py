@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import selectors
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +100,73 @@ def run_scenario(
     assert result.get("ok") is True, result
     assert result.get("scenario") == scenario, result
     return result
+
+
+class LiveScenario:
+    """A scenario script running in the background, for tests that act on the server midway
+    (restart it, for instance). Read its stdout lines with :meth:`wait_for`; then :meth:`result`.
+    """
+
+    def __init__(self, server: RunningServer, script: str, scenario: str, *args: str) -> None:
+        node = node_binary()
+        self.server = server
+        self.name = f"{script} {scenario}"
+        self.lines: list[str] = []
+        self.proc = subprocess.Popen(
+            [node, str(JS_DIR / script), scenario, *args],
+            cwd=E2E_DIR,
+            env=server_env(server),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def wait_for(self, key: str, timeout: float = 20.0) -> dict[str, Any]:
+        """The first JSON line on stdout that has ``key``; fails if it does not come in time."""
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        with selectors.DefaultSelector() as sel:
+            sel.register(self.proc.stdout, selectors.EVENT_READ)
+            while time.monotonic() < deadline:
+                if not sel.select(timeout=max(0.0, deadline - time.monotonic())):
+                    break
+                line = self.proc.stdout.readline()
+                if not line:
+                    break
+                self.lines.append(line)
+                if line.startswith("{") and key in (obj := json.loads(line)):
+                    return obj  # type: ignore[no-any-return]
+        self.kill()
+        stderr = self.proc.stderr.read() if self.proc.stderr else ""
+        pytest.fail(
+            f"{self.name}: no line with '{key}' within {timeout}s\nstdout:\n{''.join(self.lines)}"
+            f"\nstderr:\n{stderr[-12000:]}",
+            pytrace=False,
+        )
+
+    def result(self, server: RunningServer, timeout: float = SUBPROCESS_TIMEOUT) -> dict[str, Any]:
+        try:
+            out, err = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            pytest.fail(f"{self.name} did not finish within {timeout}s", pytrace=False)
+        stdout = "".join(self.lines) + out
+        if self.proc.returncode != 0:
+            pytest.fail(
+                f"{self.name} exited with {self.proc.returncode}\nstderr:\n{err[-12000:]}\n"
+                f"stdout:\n{stdout[-4000:]}\n{_server_log_tail(server)}",
+                pytrace=False,
+            )
+        lines = [line for line in stdout.splitlines() if line.startswith('{"ok"')]
+        if not lines:
+            pytest.fail(f"{self.name} printed no JSON result:\n{stdout}", pytrace=False)
+        result: dict[str, Any] = json.loads(lines[-1])
+        return result
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
 
 
 def _server_log_tail(server: RunningServer, lines: int = 40) -> str:

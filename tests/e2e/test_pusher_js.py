@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.node_runner import run_scenario
+from tests.e2e.node_runner import LiveScenario, run_scenario
+from tests.support import server as support_server
 from tests.support.server import DEFAULT_APPS, RunningServer, run_server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
@@ -128,3 +129,43 @@ def test_full_presence_channel_is_refused_with_limit_reached(tmp_path: Path) -> 
     assert result["error"]["type"] == "LimitReached"
     assert result["error"]["status"] == 4100
     assert result["count_seen_by_second_connection"] == 2
+
+
+def test_client_event_rate_limit(server: RunningServer) -> None:
+    result = run_scenario(server, SCRIPT, "client_events_rate_limit")
+    assert result["received"] <= 10
+    assert result["received"] + result["rejected"] == result["sent"]
+
+
+def test_signin_watchlist_online_offline(server: RunningServer) -> None:
+    result = run_scenario(server, SCRIPT, "watchlist")
+    assert result["online"] == result["offline"]
+    assert len(result["online"]) == 1
+
+
+def test_restart_closes_with_4200_and_pusher_js_comes_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "first").mkdir()
+    (tmp_path / "second").mkdir()
+    with run_server(tmp_path / "first") as first:
+        live = LiveScenario(first, SCRIPT, "restart_reconnect")
+        try:
+            live.wait_for("ready")
+            port = first.port
+        except BaseException:
+            live.kill()
+            raise
+    # The same port again, as a restarted deployment would have it.
+    monkeypatch.setattr(support_server, "free_port", lambda: port)
+    try:
+        with run_server(tmp_path / "second") as second:
+            result = live.result(second)
+    finally:
+        live.kill()
+    assert result["close_code"] == 4200
+    # 4200 means "reconnect at once": pusher-js goes straight back to connecting (it then waits its
+    # own 15 s strategy timeout if the immediate retry found no server, hence the long test).
+    assert result["states"][:2] == ["connected", "connecting"], result["timeline"]
+    assert result["states"][-1] == "connected"
+    assert result["first_socket_id"] != result["second_socket_id"]

@@ -142,6 +142,12 @@ function cleanup() {
   }
 }
 
+const started = Date.now();
+/** Milliseconds since the script started (for timing notes). */
+export function elapsed() {
+  return Date.now() - started;
+}
+
 // -- waiting ---------------------------------------------------------------------------------------
 
 export function sleep(ms) {
@@ -321,7 +327,7 @@ export function pusherClient(theApp, options = {}) {
     errors: new Inbox(`${name} error`),
   };
   pusher.connection.bind('message', (m) => client.frames.push(m));
-  pusher.connection.bind('state_change', (s) => client.states.push(s));
+  pusher.connection.bind('state_change', (s) => client.states.push({ ...s, t: elapsed() }));
   pusher.connection.bind('error', (e) => client.errors.push(errorSummary(e)));
   cleanups.push(() => pusher.disconnect());
   return client;

@@ -2,6 +2,7 @@
 // Ressonance, with the pusher Node SDK publishing and signing. Usage: node pusher_js.mjs <scenario>
 
 import {
+  Inbox,
   app,
   check,
   checkEqual,
@@ -374,6 +375,81 @@ const scenarios = {
     const c = pusherClient(LIMITED, { name: 'after-a-left' });
     await connected(c);
     return refused;
+  },
+
+  // At most max_client_events_per_second (10 by default, app 1001) per socket; the rest are
+  // pusher:error 4301 and the socket stays open.
+  async client_events_rate_limit() {
+    const name = `private-burst-${rnd()}`;
+    const a = pusherClient(APP, { name: 'sender' });
+    const b = pusherClient(APP, { name: 'receiver' });
+    await Promise.all([connected(a), connected(b)]);
+    const A = await subscribed(a, name);
+    await subscribed(b, name);
+    const got = recordEvent(b, b.pusher.channel(name), 'client-burst');
+    const sent = 15;
+    for (let i = 0; i < sent; i += 1) A.channel.trigger('client-burst', { i });
+    await a.errors.next((e) => e.code === 4301, 'pusher:error 4301 for the burst');
+    await sleep(QUIET_MS * 2);
+    const received = got.all().length;
+    const rejectedCount = a.errors.all((e) => e.code === 4301).length;
+    check(received >= 1 && received <= 10, `receiver got ${received} of a burst of ${sent}; allowed 1..10`);
+    checkEqual(received + rejectedCount, sent, `received (${received}) + 4301s (${rejectedCount}) = sent`);
+    const order = got.all().map((e) => e.data.i);
+    checkEqual(order, [...order].sort((x, y) => x - y), 'client events arrive in order');
+    checkEqual(a.pusher.connection.state, 'connected', 'the sender stays connected');
+    return { sent, received, rejected: rejectedCount };
+  },
+
+  // Sign-in with a watchlist: pusher.user.watchlist gets online/offline for watched users.
+  async watchlist() {
+    const watched = `friend-${rnd()}`;
+    const watcher = pusherClient(APP, {
+      name: 'watcher',
+      user: { id: `watcher-${rnd()}`, watchlist: [watched] },
+    });
+    await connected(watcher);
+    const online = new Inbox('watchlist online');
+    const offline = new Inbox('watchlist offline');
+    watcher.pusher.user.watchlist.bind('online', (e) => online.push(e));
+    watcher.pusher.user.watchlist.bind('offline', (e) => offline.push(e));
+    watcher.pusher.signin();
+    await watcher.frames.next((f) => f.event === 'pusher:signin_success', 'signin_success (watcher)');
+
+    const friend = pusherClient(APP, { name: 'friend', user: { id: watched } });
+    await connected(friend);
+    friend.pusher.signin();
+    await friend.frames.next((f) => f.event === 'pusher:signin_success', 'signin_success (friend)');
+    const on = await online.next((e) => e.user_ids?.includes(watched), `online for ${watched}`);
+    await disconnect(friend);
+    const off = await offline.next((e) => e.user_ids?.includes(watched), `offline for ${watched}`);
+    return { online: on.user_ids, offline: off.user_ids };
+  },
+
+  // Restart: the server drains with 4200, pusher-js reconnects at once and resubscribes by itself.
+  // The pytest side stops the server after READY and starts a new one on the same port.
+  async restart_reconnect() {
+    const client = pusherClient(APP);
+    const firstId = await connected(client);
+    const name = `private-restart-${rnd()}`;
+    const { events } = await subscribed(client, name);
+    console.log(JSON.stringify({ ready: true, channel: name }));
+    const err = await client.errors.next((e) => e.code !== null, 'the close code of the drain', 20000);
+    await client.states.next((s) => s.previous === 'connected', 'the connection to drop', 20000);
+    await client.states.next((s) => s.current === 'connected', 'pusher-js to reconnect', 25000);
+    const secondId = client.pusher.connection.socket_id;
+    check(secondId !== firstId, 'a new socket_id after the reconnect');
+    await client.frames.next(
+      (f) => f.event === 'pusher_internal:subscription_succeeded' && f.channel === name,
+      'pusher-js to resubscribe after the reconnect',
+      10000,
+    );
+    await okJson(serverSdk(APP).trigger(name, 'after-restart', { ok: true }), 'trigger after restart');
+    const got = await events.next((e) => e.event === 'after-restart', 'an event after the restart');
+    checkEqual(got.data, { ok: true }, 'event after restart');
+    const states = client.states.all().map((s) => s.current);
+    const timeline = client.states.all().map((s) => `${s.t}ms ${s.current}`);
+    return { close_code: err.code, states, timeline, first_socket_id: firstId, second_socket_id: secondId };
   },
 
   // Presence channel full (app with max_presence_members = 2, no connection limit): LimitReached.
