@@ -52,3 +52,13 @@ def test_rejections(server: RunningServer) -> None:
         "body_md5_mismatch": 401,
     }
     assert result["unknown_app"] in (401, 404)
+
+
+def test_data_up_to_the_limit_arrives_intact(server: RunningServer) -> None:
+    result = run_scenario(server, SCRIPT, "large_payload")
+    assert result == {"ok": True, "scenario": "large_payload", "bytes": 10240, "over": 413}
+
+
+def test_keep_alive_agent(server: RunningServer) -> None:
+    result = run_scenario(server, SCRIPT, "keep_alive")
+    assert result["sockets"] <= 2

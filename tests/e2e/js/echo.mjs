@@ -122,6 +122,21 @@ const scenarios = {
     await okJson(auth.sdk.trigger(name, 'order.status', { status: 'shipped' }), 'trigger custom');
     checkEqual((await shipped.next(() => true, 'OrderShipped')), { order: { id: 7 } }, 'OrderShipped payload');
     checkEqual((await custom.next(() => true, '.order.status')), { status: 'shipped' }, 'custom name payload');
+    // Echo.leave(): no more events, and the server forgets the subscription.
+    client.echo.leave(name);
+    await withTimeout(
+      (async () => {
+        for (;;) {
+          const info = await okJson(auth.sdk.get({ path: `/channels/${name}` }), 'channel info');
+          if (!info.occupied) return;
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      })(),
+      WAIT_MS,
+      'the channel to be unoccupied after Echo.leave()',
+    );
+    await okJson(auth.sdk.trigger(name, 'App\\Events\\OrderShipped', { order: { id: 8 } }), 'trigger after leave');
+    await shipped.none((e) => e.order.id === 8, 'an event after Echo.leave()');
     return { broadcaster: BROADCASTER, socket_id: client.echo.socketId() };
   },
 
@@ -138,6 +153,15 @@ const scenarios = {
     checkEqual(req.userId, '1', 'bearer token sent by Echo');
     await okJson(auth.sdk.trigger(`private-${base}`, 'status', { ok: true }), 'trigger');
     checkEqual(await events.next(() => true, '.status'), { ok: true }, 'private payload');
+    // Laravel notifications: BroadcastNotificationCreated on the user's private channel.
+    const notes = inboxOf('notification');
+    channel.notification((n) => notes.push(n));
+    const notification = { id: 'a1b2', type: 'App\\Notifications\\InvoicePaid', amount: 10 };
+    await okJson(
+      auth.sdk.trigger(`private-${base}`, 'Illuminate\\Notifications\\Events\\BroadcastNotificationCreated', notification),
+      'trigger notification',
+    );
+    checkEqual(await notes.next(() => true, '.notification()'), notification, 'notification payload');
     return { broadcaster: BROADCASTER, channel: `private-${base}` };
   },
 

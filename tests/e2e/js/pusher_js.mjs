@@ -78,6 +78,16 @@ const scenarios = {
     checkEqual(await okJson(sdk.trigger(name, 'order-shipped', payload), 'trigger'), {}, 'trigger response');
     const got = await events.next((e) => e.event === 'order-shipped', 'order-shipped');
     checkEqual(got.data, payload, 'event data');
+    // Unsubscribe: the server drops the subscription, nothing more arrives.
+    client.pusher.unsubscribe(name);
+    for (let i = 0; ; i += 1) {
+      const info = await okJson(sdk.get({ path: `/channels/${name}` }), 'channel info');
+      if (!info.occupied) break;
+      check(i < 50, `${name} still occupied after unsubscribe`);
+      await sleep(50);
+    }
+    await okJson(sdk.trigger(name, 'order-shipped', { id: 43 }), 'trigger after unsubscribe');
+    await events.none((e) => e.event === 'order-shipped' && e.data.id === 43, 'an event after unsubscribe');
     return { socket_id: socketId, activity_timeout: activityTimeout, data: got.data };
   },
 

@@ -3,6 +3,8 @@
 // channels) are built raw with the SDK's own signing Token. Usage: node sdk.mjs <scenario>
 
 import crypto from 'node:crypto';
+import http from 'node:http';
+import { isDeepStrictEqual } from 'node:util';
 
 import PusherServer from 'pusher';
 
@@ -216,6 +218,51 @@ const scenarios = {
     const notPresence = await rejected(sdk.get({ path: `/channels/${pub}/users` }), 'users of a public channel');
     checkEqual(notPresence.status, 400, '/users of a public channel');
     return { channels: Object.keys(users.channels).length, cache: cacheInfo.cache, users: members.users };
+  },
+
+  // Data up to the app's limit (10 KiB on app 1001) arrives intact; one byte more is 413.
+  async large_payload() {
+    const sdk = serverSdk(APP);
+    const [c1] = await listeners(1);
+    const name = `big-${rnd()}`;
+    const sub = await subscribed(c1, name);
+    // A JSON string data of exactly 10240 bytes: the SDK sends strings as they are.
+    const payload = JSON.stringify({ blob: 'é✓x'.repeat(1500) });
+    const fill = 10240 - Buffer.byteLength(payload, 'utf8');
+    const data = JSON.stringify({ blob: 'é✓x'.repeat(1500), pad: 'p'.repeat(fill - ',"pad":""'.length) });
+    checkEqual(Buffer.byteLength(data, 'utf8'), 10240, 'test data size');
+    await okJson(sdk.trigger(name, 'big', data), 'trigger 10 KiB');
+    const got = await sub.events.next(ev('big'), 'the 10 KiB event');
+    checkEqual(JSON.stringify(got.data), data, 'the 10 KiB event arrives byte for byte');
+    const over = await rejected(sdk.trigger(name, 'big', `${data}x`), 'trigger 10 KiB + 1 byte');
+    checkEqual(over.status, 413, `data one byte over the limit (${over.body})`);
+    return { bytes: Buffer.byteLength(data, 'utf8'), over: over.status };
+  },
+
+  // The SDK with a keep-alive agent (what busy backends use): many requests over few sockets.
+  async keep_alive() {
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 2 });
+    let sockets = 0;
+    const create = agent.createConnection.bind(agent);
+    agent.createConnection = (...args) => {
+      sockets += 1;
+      return create(...args);
+    };
+    const sdk = serverSdk(APP, { agent });
+    const [c1] = await listeners(1);
+    const name = `ka-${rnd()}`;
+    const sub = await subscribed(c1, name);
+    const n = 40;
+    const bodies = await Promise.all(
+      Array.from({ length: n }, (_, i) => okJson(sdk.trigger(name, 'seq', { i }), `keep-alive trigger ${i}`)),
+    );
+    check(bodies.every((b) => isDeepStrictEqual(b, {})), 'every trigger answered {}');
+    const channels = await okJson(sdk.get({ path: '/channels', params: { filter_by_prefix: name } }), 'GET /channels');
+    checkEqual(channels, { channels: { [name]: {} } }, 'a GET on a kept-alive socket');
+    for (let i = 0; i < n; i += 1) await sub.events.next(ev('seq'), `event ${i}`);
+    agent.destroy();
+    check(sockets <= 2, `${n + 1} requests should share the agent's 2 sockets, opened ${sockets}`);
+    return { requests: n + 1, sockets };
   },
 
   // sendToUser and terminateUserConnections answer {} even for users with no connection.
