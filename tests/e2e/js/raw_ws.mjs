@@ -9,8 +9,8 @@ import { HOST, PORT, Inbox, app, check, checkEqual, main, withTimeout, WAIT_MS }
 const APP = app('1001');
 
 /** Open a socket; frames (parsed, with `data` parsed too when it is a JSON string) and the close. */
-function open(query) {
-  const url = `ws://${HOST}:${PORT}/app/${APP.key}${query === null ? '' : `?${query}`}`;
+function open(query, key = APP.key) {
+  const url = `ws://${HOST}:${PORT}/app/${key}${query === null ? '' : `?${query}`}`;
   const ws = new WebSocket(url);
   const frames = new Inbox(`raw ${query}`);
   const closed = new Inbox(`raw ${query} close`);
@@ -41,6 +41,32 @@ const scenarios = {
     const others = conn.frames.all((f) => f !== first);
     check(!others.length, `nothing else before the close: ${JSON.stringify(others)}`);
     return { error: parsedData(first), close };
+  },
+
+  // Part B items 1-2 on the wire: pusher:error {code} first, then a close with the same code,
+  // for an unknown key (4001), a disabled app (4003) and an app over its quota (4004).
+  async refusals() {
+    const query = 'protocol=7&client=js&version=8.6.0&flash=false';
+    const expectRefusal = async (conn, code, what) => {
+      const first = await conn.frames.next(() => true, `the first frame (${what})`);
+      checkEqual(first.event, 'pusher:error', `${what}: first frame ${first.raw}`);
+      checkEqual(parsedData(first).code, code, `${what}: pusher:error code in ${first.raw}`);
+      const close = await conn.closed.next(() => true, `the close (${what})`);
+      checkEqual(close.code, code, `${what}: close code (reason '${close.reason}')`);
+      return { error: parsedData(first), close: close.code };
+    };
+    const out = {};
+    out.unknown_key = await expectRefusal(open(query, 'no-such-key'), 4001, 'unknown key');
+    out.disabled = await expectRefusal(open(query, app('1003').key), 4003, 'disabled app');
+    const limited = app('1002').key;
+    const held = [open(query, limited), open(query, limited)];
+    for (const conn of held) {
+      const est = await conn.frames.next(() => true, 'connection_established (quota slots)');
+      checkEqual(est.event, 'pusher:connection_established', `a connection within the quota: ${est.raw}`);
+    }
+    out.over_quota = await expectRefusal(open(query, limited), 4004, 'over quota');
+    for (const conn of held) conn.ws.close(1000);
+    return out;
   },
 
   // No protocol parameter: accepted like the hosted service does (Part B item 2).

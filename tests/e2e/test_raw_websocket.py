@@ -27,3 +27,10 @@ def test_missing_protocol_is_accepted(server: RunningServer) -> None:
 def test_handshake_double_encoding_and_ping(server: RunningServer) -> None:
     result = run_scenario(server, SCRIPT, "handshake_and_ping")
     assert result["ws_pong"] is True
+
+
+def test_refusals_send_error_then_close_with_the_same_code(server: RunningServer) -> None:
+    result = run_scenario(server, SCRIPT, "refusals")
+    assert result["unknown_key"]["close"] == result["unknown_key"]["error"]["code"] == 4001
+    assert result["disabled"]["close"] == result["disabled"]["error"]["code"] == 4003
+    assert result["over_quota"]["close"] == result["over_quota"]["error"]["code"] == 4004
