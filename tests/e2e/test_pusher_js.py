@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.node_runner import LiveScenario, run_scenario
-from tests.support import server as support_server
 from tests.support.server import DEFAULT_APPS, RunningServer, run_server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
@@ -143,9 +142,7 @@ def test_signin_watchlist_online_offline(server: RunningServer) -> None:
     assert len(result["online"]) == 1
 
 
-def test_restart_closes_with_4200_and_pusher_js_comes_back(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_restart_closes_with_4200_and_pusher_js_comes_back(tmp_path: Path) -> None:
     (tmp_path / "first").mkdir()
     (tmp_path / "second").mkdir()
     with run_server(tmp_path / "first") as first:
@@ -157,9 +154,8 @@ def test_restart_closes_with_4200_and_pusher_js_comes_back(
             live.kill()
             raise
     # The same port again, as a restarted deployment would have it.
-    monkeypatch.setattr(support_server, "free_port", lambda: port)
     try:
-        with run_server(tmp_path / "second") as second:
+        with run_server(tmp_path / "second", port=port) as second:
             result = live.result(second)
     finally:
         live.kill()

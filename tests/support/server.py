@@ -117,10 +117,11 @@ def run_server(
     env: dict[str, str] | None = None,
     args: list[str] | None = None,
     startup_timeout: float = 15.0,
+    port: int | None = None,
 ) -> Iterator[RunningServer]:
     """Start ``python -m ressonance serve`` on 127.0.0.1; stop it after (SIGTERM, then SIGKILL)."""
     apps = DEFAULT_APPS if apps is None else apps
-    port = free_port()
+    port = port or free_port()
     cmd = [sys.executable, "-m", "ressonance", "serve", "--host", "127.0.0.1", "--port", str(port)]
     if apps:
         config = write_config(tmp_dir / f"ressonance-{port}.toml", apps, settings or {})
