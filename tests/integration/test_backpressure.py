@@ -74,9 +74,7 @@ def test_slow_consumer_is_bounded_and_others_get_everything(tmp_path: Path, poli
 
         try:
             assert asyncio.run(scenario()) == EVENTS
-            status, info = rest.request(
-                "GET", f"/apps/{APP['id']}/channels/flood", params={"info": "subscription_count"}
-            )
+            status, info = rest.channel_info("flood")
             assert status == 200
             if policy == "close":
                 assert info["subscription_count"] == 0  # the stalled socket was closed

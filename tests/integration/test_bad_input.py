@@ -254,13 +254,7 @@ async def test_subscribing_twice_delivers_once(server: RunningServer, rest: Rest
         # one unsubscribe leaves it (the subscription is not counted twice)
         await client.send("pusher:unsubscribe", {"channel": "twice"})
         await asyncio.sleep(0.2)
-        status, info = await asyncio.to_thread(
-            rest.request,
-            "GET",
-            f"/apps/{APP['id']}/channels/twice",
-            None,
-            {"info": "subscription_count"},
-        )
+        status, info = await asyncio.to_thread(rest.channel_info, "twice")
         assert status == 200 and info["occupied"] is False, info
     await assert_alive(server)
 
@@ -972,13 +966,7 @@ async def test_abrupt_disconnect_cleans_up(server: RunningServer, rest: Rest) ->
     assert b"subscription_succeeded" in payload, payload
     conn.writer.transport.abort()
     await asyncio.sleep(0.5)
-    status, info = await asyncio.to_thread(
-        rest.request,
-        "GET",
-        f"/apps/{APP['id']}/channels/vanish",
-        None,
-        {"info": "subscription_count"},
-    )
+    status, info = await asyncio.to_thread(rest.channel_info, "vanish")
     assert status == 200 and info["occupied"] is False, info
     await assert_alive(server)
 

@@ -48,5 +48,10 @@ class Rest:
         body = {"name": event, "channel": channel, "data": data, **extra}
         return self.request("POST", f"/apps/{self.app['id']}/events", body)
 
+    def channel_info(self, channel: str, info: str = "subscription_count") -> tuple[int, Any]:
+        """``GET /apps/{id}/channels/{channel}?info=...``."""
+        path = f"/apps/{self.app['id']}/channels/{channel}"
+        return self.request("GET", path, params={"info": info})
+
     def close(self) -> None:
         self.conn.close()
