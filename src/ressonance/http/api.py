@@ -8,6 +8,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import unquote
 
 from ressonance.apps.base import AppStore
 from ressonance.errors import HttpError
@@ -78,7 +79,7 @@ class Api:
             if not app.enabled:
                 raise HttpError(403, "App is disabled")
             handler: Handler = getattr(self, f"_{name}")
-            args = [_unquote(g) for g in groups]
+            args = [unquote(g) for g in groups]
             return json_response(200, await handler(app, args, request, dict(params)))
         raise HttpError(404, "Not found")
 
@@ -102,9 +103,16 @@ class Api:
         if names is None and "channel" in body:
             names = [body["channel"]]
         event = _validate_event(app, body, names)
+        attributes = _attributes(body.get("info"))  # a bad info is a 400 before publishing
         for channel in event["channels"]:
             self.node.publish(app, channel, event["name"], event["data"], event["socket_id"])
-        return await self._info(app, event["channels"], body.get("info"))
+        if not attributes:
+            return {}
+        stats = [await node_mod.one_channel(self.node, app, n) for n in event["channels"]]
+        entries = {
+            n: _entry(st, attributes) for n, st in zip(event["channels"], stats, strict=True)
+        }
+        return {"channels": entries}
 
     async def _batch_events(
         self, app: App, _: list[str], request: Request, __: dict[str, str]
@@ -119,36 +127,18 @@ class Api:
             if not isinstance(item, dict):
                 raise HttpError(400, "each batch item must be an object")
             events.append(_validate_event(app, item, [item.get("channel")]))
+        infos = [_attributes(item.get("info")) for item in batch]  # a bad info is a 400 first
         for event in events:
             (channel,) = event["channels"]
             self.node.publish(app, channel, event["name"], event["data"], event["socket_id"])
-        infos = [
-            await self._info(app, e["channels"], b.get("info"))
-            for e, b in zip(events, batch, strict=True)
-        ]
         if not any(infos):
             return {}
         return {
             "batch": [
-                i.get("channels", {}).get(e["channels"][0], {})
-                for i, e in zip(infos, events, strict=True)
+                _entry(await node_mod.one_channel(self.node, app, e["channels"][0]), attributes)
+                for e, attributes in zip(events, infos, strict=True)
             ]
         }
-
-    async def _info(self, app: App, names: list[str], info: Any) -> dict[str, Any]:
-        attributes = _attributes(info)
-        if not attributes:
-            return {}
-        result: dict[str, Any] = {}
-        for name in names:
-            stats = await node_mod.one_channel(self.node, app, name)
-            entry: dict[str, int] = {}
-            if "subscription_count" in attributes:
-                entry["subscription_count"] = stats.subscription_count
-            if "user_count" in attributes and stats.user_count is not None:
-                entry["user_count"] = stats.user_count
-            result[name] = entry
-        return {"channels": result}
 
     # GET /apps/{id}/channels ---------------------------------------------------------------
     async def _channels(self, app: App, _: list[str], __: Request, q: dict[str, str]) -> Any:
@@ -157,15 +147,7 @@ class Api:
         if "user_count" in attributes and not prefix.startswith("presence-"):
             raise HttpError(400, "info=user_count needs filter_by_prefix=presence-")
         stats = await node_mod.channel_stats(self.node, app, prefix)
-        listed: dict[str, Any] = {}
-        for name, s in stats.items():
-            entry: dict[str, int] = {}
-            if "user_count" in attributes and s.user_count is not None:
-                entry["user_count"] = s.user_count
-            if "subscription_count" in attributes:
-                entry["subscription_count"] = s.subscription_count
-            listed[name] = entry
-        return {"channels": listed}
+        return {"channels": {name: _entry(s, attributes) for name, s in stats.items()}}
 
     async def _channel(self, app: App, args: list[str], _: Request, q: dict[str, str]) -> Any:
         (channel,) = args
@@ -205,10 +187,14 @@ class Api:
         return {}
 
 
-def _unquote(text: str) -> str:
-    from urllib.parse import unquote
-
-    return unquote(text)
+def _entry(stats: node_mod.ChannelStats, attributes: set[str]) -> dict[str, int]:
+    """The requested ``info`` attributes of one channel; user_count only where it exists."""
+    entry: dict[str, int] = {}
+    if "user_count" in attributes and stats.user_count is not None:
+        entry["user_count"] = stats.user_count
+    if "subscription_count" in attributes:
+        entry["subscription_count"] = stats.subscription_count
+    return entry
 
 
 def _json_body(request: Request) -> dict[str, Any]:
