@@ -202,8 +202,9 @@ class Edge(asyncio.Protocol):
         assert self._parser is not None
         try:
             for message in self._parser.feed(data):
-                self._on_message(message)
-                if self.state != OPEN:
+                if self.state == OPEN or message.opcode == OP_CLOSE:
+                    self._on_message(message)  # while closing, only the peer's close counts
+                if self.state == CLOSED:
                     return
         except FrameError as exc:
             self.close(exc.code, exc.reason)
@@ -215,8 +216,6 @@ class Edge(asyncio.Protocol):
                 text = message.payload.decode()
             except UnicodeDecodeError:
                 raise FrameError(codes.WS_INVALID_PAYLOAD, "Invalid UTF-8") from None
-            if self.session is None:
-                return  # refused at admission: only the close handshake is left
             try:
                 self.listener.node.receive(self, text)
             except Exception:
@@ -226,9 +225,11 @@ class Edge(asyncio.Protocol):
             self.send(encode(OP_PONG, message.payload))
         elif opcode == OP_CLOSE:
             code = parse_close(message.payload)
+            # Echo the peer's close (RFC 6455 §5.5.1) unless we sent ours first; either way
+            # the handshake is complete and the server ends the TCP connection.
             self.close(code if code is not None and code < 4000 else codes.WS_NORMAL, "")
             if self.transport is not None:
-                self.transport.close()  # the peer started the closing handshake: we end TCP
+                self.transport.close()
         elif opcode == OP_BINARY:
             raise FrameError(codes.WS_UNSUPPORTED_DATA, "Binary frames are not supported")
 
@@ -256,8 +257,6 @@ class Edge(asyncio.Protocol):
     def close(self, code: int, reason: str) -> None:
         """Send a close frame and wait (at most a few seconds) for the peer's close frame."""
         if self.state != OPEN:
-            if self.state == CLOSING and self.transport is not None:
-                self.transport.close()  # the peer answered our close frame
             return
         self.flush()
         self._start_close(code, reason)
