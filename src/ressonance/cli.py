@@ -21,6 +21,10 @@ environment (flags win over the environment, the environment over the config fil
   RESSONANCE_PONG_TIMEOUT, RESSONANCE_MAX_MESSAGE_KB, RESSONANCE_WRITE_BUFFER_KB,
   RESSONANCE_SLOW_CONSUMER, RESSONANCE_MAX_REQUEST_KB, RESSONANCE_HANDSHAKE_TIMEOUT,
   RESSONANCE_KEEP_ALIVE_TIMEOUT, RESSONANCE_LOG_LEVEL, RESSONANCE_LOG_FORMAT
+cluster (docs/cluster.md):
+  RESSONANCE_BROKER (memory | redis://host:port/db | nats://host:port),
+  RESSONANCE_BROKER_PREFIX (ressonance), RESSONANCE_NODE_ID (generated),
+  RESSONANCE_REGION, RESSONANCE_NODE_TIMEOUT (10), RESSONANCE_WORKERS (1)
 one app from the environment:
   RESSONANCE_APP_ID, RESSONANCE_APP_KEY, RESSONANCE_APP_SECRET (required together),
   RESSONANCE_APP_CLIENT_EVENTS (true), RESSONANCE_APP_MAX_PAYLOAD_KB (10),
@@ -61,6 +65,19 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         metavar="SECONDS",
         help="wait for a pong before closing with 4201 (default 30)",
+    )
+    serve.add_argument(
+        "--broker",
+        metavar="URL",
+        help="memory (one node, the default), redis://host:port/db or nats://host:port",
+    )
+    serve.add_argument("--node-id", help="this node's name in the cluster (default: generated)")
+    serve.add_argument("--region", help="a label for this node, carried into metrics")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="processes sharing the port (SO_REUSEPORT); N > 1 needs --broker (default 1)",
     )
     serve.add_argument("--log-level", choices=LOG_LEVELS, help="default info")
     serve.add_argument("--log-format", choices=("text", "json"), help="default text")
@@ -137,6 +154,10 @@ def run_serve(args: argparse.Namespace) -> int:
                 "pong_timeout": args.pong_timeout,
                 "log_level": args.log_level,
                 "log_format": args.log_format,
+                "broker": args.broker,
+                "node_id": args.node_id,
+                "region": args.region,
+                "workers": args.workers,
             },
             env=os.environ,
             config_file=args.config,

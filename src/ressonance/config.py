@@ -7,6 +7,9 @@ docs/configuration.md; an unknown key in the file is an error, so a typo never g
 from __future__ import annotations
 
 import dataclasses
+import os
+import secrets
+import socket
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -36,6 +39,12 @@ class Settings:
     keep_alive_timeout: int = 30
     log_level: str = "info"
     log_format: str = "text"
+    broker: str = "memory"
+    broker_prefix: str = "ressonance"
+    node_id: str = ""
+    region: str = ""
+    node_timeout: int = 10
+    workers: int = 1
     apps: tuple[App, ...] = field(default=())
     dev_app: bool = False
 
@@ -51,7 +60,10 @@ _POSITIVE = {
     "max_request_kb",
     "handshake_timeout",
     "keep_alive_timeout",
+    "node_timeout",
+    "workers",
 }
+BROKER_SCHEMES = ("redis://", "rediss://", "unix://", "nats://", "tls://")
 
 
 def _coerce(name: str, value: Any, kind: Any) -> Any:
@@ -171,6 +183,7 @@ def _validate(values: dict[str, Any], apps: list[App]) -> Settings:
         raise ConfigError("log_format must be 'text' or 'json'")
     if not 0 < clean.get("port", 6001) < 65536:
         raise ConfigError("port must be between 1 and 65535")
+    _validate_cluster(clean)
     for attr in ("id", "key"):
         seen: set[str] = set()
         for app in apps:
@@ -180,3 +193,21 @@ def _validate(values: dict[str, Any], apps: list[App]) -> Settings:
             seen.add(value)
     dev = not apps
     return Settings(**clean, apps=tuple(apps) or (DEV_APP,), dev_app=dev)
+
+
+def _validate_cluster(clean: dict[str, Any]) -> None:
+    """The broker URL, a node id (generated when not set) and the ``workers`` rule."""
+    broker = clean.get("broker", "memory")
+    if broker != "memory" and not broker.startswith(BROKER_SCHEMES):
+        raise ConfigError(
+            f"broker {broker!r} is not one of: memory, redis://host:port/db, "
+            "rediss://…, unix:///path/redis.sock, nats://host:port, tls://host:port"
+        )
+    if clean.get("workers", 1) > 1 and broker == "memory":
+        raise ConfigError(
+            "workers > 1 needs a shared broker: with the in-memory broker each worker would "
+            "see only its own connections. Set RESSONANCE_BROKER (or --broker) to "
+            "redis://host:port/0 or nats://host:port"
+        )
+    if not clean.get("node_id"):
+        clean["node_id"] = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"

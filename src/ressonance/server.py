@@ -17,6 +17,7 @@ from ressonance.transport.listener import Listener
 log = logging.getLogger("ressonance")
 
 SWEEP_INTERVAL = 1.0
+CLUSTER_INTERVAL = 1.0
 HOUSEKEEPING_INTERVAL = 5.0
 DRAIN_TIMEOUT = 10.0
 
@@ -27,7 +28,13 @@ class Server:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.apps = StaticAppStore(settings.apps)
-        self.node = Node(MemoryBroker(), activity_timeout=settings.activity_timeout)
+        broker = MemoryBroker(settings.node_id)
+        self.node = Node(
+            broker,
+            activity_timeout=settings.activity_timeout,
+            region=settings.region,
+            node_timeout=float(settings.node_timeout),
+        )
         self.api = Api(self.node, self.apps)
         self.listener: Listener | None = None
         self._timers: list[asyncio.Task[None]] = []
@@ -35,9 +42,12 @@ class Server:
     async def start(self) -> None:
         await self.node.start()
         self.listener = Listener(self.settings, self.node, self.api, self.apps)
-        await self.listener.listen(self.settings.host, self.settings.port)
+        await self.listener.listen(
+            self.settings.host, self.settings.port, reuse_port=self.settings.workers > 1
+        )
         self._timers = [
             asyncio.create_task(self._every(SWEEP_INTERVAL, self.listener.sweep)),
+            asyncio.create_task(self._every(CLUSTER_INTERVAL, self.node.tick)),
             asyncio.create_task(self._every(HOUSEKEEPING_INTERVAL, self.node.sweep)),
         ]
 
@@ -56,7 +66,7 @@ class Server:
             timer.cancel()
         if self.listener is not None:
             await self.listener.drain(drain_timeout)
-        await self.node.broker.close()
+        await self.node.stop()
 
 
 async def serve(settings: Settings) -> None:
@@ -65,7 +75,12 @@ async def serve(settings: Settings) -> None:
     await server.start()
     assert server.listener is not None
     addresses = ", ".join("{}:{}".format(*s.getsockname()[:2]) for s in server.listener.sockets)
-    log.info("ressonance listening on %s", addresses)
+    log.info(
+        "ressonance listening on %s (node %s, broker %s)",
+        addresses,
+        settings.node_id,
+        settings.broker.split("@")[-1],
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -10,7 +10,7 @@ import pytest
 
 from ressonance.errors import PusherError
 from ressonance.models import App
-from ressonance.node import node as node_mod
+from ressonance.node import queries
 from ressonance.node.node import Node
 from ressonance.protocol import signatures
 from ressonance.scaling.memory import MemoryBroker
@@ -163,10 +163,10 @@ def test_double_subscribe_and_stats(node: Node) -> None:
     send(node, a, "pusher:subscribe", {"channel": "news"})
     events = a.events()
     assert events.count("pusher_internal:subscription_succeeded") == 2
-    stats = asyncio.run(node_mod.channel_stats(node, APP))
+    stats = asyncio.run(queries.channel_stats(node, APP))
     assert stats["news"].subscription_count == 1
     send(node, a, "pusher:unsubscribe", {"channel": "news"})
-    assert asyncio.run(node_mod.channel_stats(node, APP)) == {}
+    assert asyncio.run(queries.channel_stats(node, APP)) == {}
 
 
 def test_signin_watchlist_and_terminate(node: Node) -> None:

@@ -14,7 +14,7 @@ from ressonance.apps.base import AppStore
 from ressonance.errors import HttpError
 from ressonance.http import auth
 from ressonance.models import App
-from ressonance.node import node as node_mod
+from ressonance.node import queries
 from ressonance.node.node import Node
 from ressonance.protocol import channels
 from ressonance.protocol.messages import dumps
@@ -108,7 +108,7 @@ class Api:
             self.node.publish(app, channel, event["name"], event["data"], event["socket_id"])
         if not attributes:
             return {}
-        stats = [await node_mod.one_channel(self.node, app, n) for n in event["channels"]]
+        stats = [await queries.one_channel(self.node, app, n) for n in event["channels"]]
         entries = {
             n: _entry(st, attributes) for n, st in zip(event["channels"], stats, strict=True)
         }
@@ -135,7 +135,7 @@ class Api:
             return {}
         return {
             "batch": [
-                _entry(await node_mod.one_channel(self.node, app, e["channels"][0]), attributes)
+                _entry(await queries.one_channel(self.node, app, e["channels"][0]), attributes)
                 for e, attributes in zip(events, infos, strict=True)
             ]
         }
@@ -146,7 +146,7 @@ class Api:
         attributes = _attributes(q.get("info"))
         if "user_count" in attributes and not prefix.startswith("presence-"):
             raise HttpError(400, "info=user_count needs filter_by_prefix=presence-")
-        stats = await node_mod.channel_stats(self.node, app, prefix)
+        stats = await queries.channel_stats(self.node, app, prefix)
         return {"channels": {name: _entry(s, attributes) for name, s in stats.items()}}
 
     async def _channel(self, app: App, args: list[str], _: Request, q: dict[str, str]) -> Any:
@@ -158,14 +158,14 @@ class Api:
             raise HttpError(400, "user_count is only available for presence channels")
         if "cache" in attributes and not kind.cache:
             raise HttpError(400, "cache is only available for cache channels")
-        stats = await node_mod.one_channel(self.node, app, channel)
+        stats = await queries.one_channel(self.node, app, channel)
         result: dict[str, Any] = {"occupied": stats.subscription_count > 0}
         if "user_count" in attributes:
             result["user_count"] = stats.user_count or 0
         if "subscription_count" in attributes:
             result["subscription_count"] = stats.subscription_count
         if "cache" in attributes:
-            cached = node_mod.cached_event(self.node, app, channel)
+            cached = queries.cached_event(self.node, app, channel)
             if cached is not None:
                 ttl = max(0, round(cached.expires_at - self.node.clock()))
                 result["cache"] = {"event": cached.event, "data": cached.data, "ttl": ttl}
@@ -177,7 +177,7 @@ class Api:
         _check_channel(channel)
         if not channels.kind_of(channel).presence:
             raise HttpError(400, "Users are only available for presence channels")
-        members = await node_mod.channel_users(self.node, app, channel)
+        members = await queries.channel_users(self.node, app, channel)
         if q.get("with_user_info") in ("1", "true"):
             return {"users": [{"id": uid, "user_info": info} for uid, info in members.items()]}
         return {"users": [{"id": user_id} for user_id in members]}
@@ -187,7 +187,7 @@ class Api:
         return {}
 
 
-def _entry(stats: node_mod.ChannelStats, attributes: set[str]) -> dict[str, int]:
+def _entry(stats: queries.ChannelStats, attributes: set[str]) -> dict[str, int]:
     """The requested ``info`` attributes of one channel; user_count only where it exists."""
     entry: dict[str, int] = {}
     if "user_count" in attributes and stats.user_count is not None:

@@ -1,15 +1,15 @@
-"""This node's sockets, channel memberships, presence rosters and user → sockets index.
+"""This node's sockets, channel memberships and user → sockets index.
 
-State only: the rules that change it live in :mod:`ressonance.node.node` and ``protocol/``.
+State only: the rules that change it live in :mod:`ressonance.node.node` and ``protocol/``; what
+is shared with the other nodes (presence rosters, cached events) lives in
+:mod:`ressonance.node.cluster`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Protocol
 
 from ressonance.models import App
-from ressonance.protocol.presence import PresenceRoster
 from ressonance.protocol.session import Session
 
 
@@ -25,28 +25,17 @@ class Socket(Protocol):
         """Close with a WebSocket close frame of ``code`` and stop reading."""
 
 
-@dataclass(slots=True)
-class CachedEvent:
-    """The last event published on a cache channel (PROTOCOL.md A §1.7)."""
-
-    event: str
-    data: str
-    expires_at: float
-
-
 class AppState:
     """Everything this node holds for one app."""
 
-    __slots__ = ("app", "cache", "channels", "rosters", "sockets", "users", "watchers")
+    __slots__ = ("app", "channels", "sockets", "users", "watchers")
 
     def __init__(self, app: App) -> None:
         self.app = app
         self.sockets: dict[str, Socket] = {}
         self.channels: dict[str, dict[str, Socket]] = {}
-        self.rosters: dict[str, PresenceRoster] = {}
         self.users: dict[str, set[Socket]] = {}
         self.watchers: dict[str, set[Socket]] = {}
-        self.cache: dict[str, CachedEvent] = {}
 
     def join(self, channel: str, socket: Socket) -> int:
         """Add ``socket`` to ``channel``; return the channel's subscription count."""
@@ -64,26 +53,8 @@ class AppState:
         subscribers.pop(socket.session.socket_id, None)
         if not subscribers:
             del self.channels[channel]
-            self.rosters.pop(channel, None)
             return 0
         return len(subscribers)
-
-    def roster(self, channel: str) -> PresenceRoster:
-        roster = self.rosters.get(channel)
-        if roster is None:
-            roster = self.rosters[channel] = PresenceRoster()
-        return roster
-
-    def cached(self, channel: str, now: float) -> CachedEvent | None:
-        entry = self.cache.get(channel)
-        if entry is not None and entry.expires_at <= now:
-            del self.cache[channel]
-            return None
-        return entry
-
-    def expire_cache(self, now: float) -> None:
-        for channel in [c for c, e in self.cache.items() if e.expires_at <= now]:
-            del self.cache[channel]
 
 
 class Hub:
@@ -111,3 +82,15 @@ class Hub:
 
     def connection_count(self) -> int:
         return sum(len(s.sockets) for s in self._apps.values())
+
+    def connections(self) -> dict[str, int]:
+        """App id → open connections here (for the other nodes' connection quotas)."""
+        return {app_id: len(s.sockets) for app_id, s in self._apps.items() if s.sockets}
+
+    def counts(self) -> dict[tuple[str, str], int]:
+        """(app id, channel) → subscriptions here, for every occupied channel."""
+        return {
+            (app_id, channel): len(subscribers)
+            for app_id, state in self._apps.items()
+            for channel, subscribers in state.channels.items()
+        }

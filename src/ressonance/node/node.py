@@ -1,21 +1,34 @@
-"""Applies what sessions ask for, using the hub (local state) and the broker (fan-out).
+"""Applies what sessions ask for, using the hub (this node's sockets), the cluster view (what is
+shared with the other nodes) and the broker (the link to them).
 
 The transport calls :meth:`Node.admit` and :meth:`Node.connect` when a WebSocket opens,
 :meth:`Node.receive` per text message and :meth:`Node.disconnect` when it closes. The HTTP API
-calls :meth:`Node.publish` and the query functions at the end of this module.
+calls :meth:`Node.publish`, :meth:`Node.terminate_user` and :mod:`ressonance.node.queries`. The
+broker calls :meth:`Node.deliver`, :meth:`Node.control` and :meth:`Node.link_changed`; the server
+calls :meth:`Node.tick` every second.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import time
 from collections.abc import Callable
-from typing import Any
 
 from ressonance.errors import PusherError
 from ressonance.models import App
-from ressonance.node.hub import AppState, CachedEvent, Hub, Socket
+from ressonance.node.cluster import (
+    CachedEvent,
+    ClusterView,
+    CountChanged,
+    Effect,
+    MemberAdded,
+    MemberRemoved,
+    SendState,
+    Terminate,
+)
+from ressonance.node.hub import AppState, Hub, Socket
 from ressonance.protocol import channels, codes, messages
 from ressonance.protocol.framing import text_frame
 from ressonance.protocol.session import (
@@ -32,6 +45,7 @@ from ressonance.scaling.base import Broker
 log = logging.getLogger("ressonance.node")
 
 LARGE_CHANNEL = 100  # above this, subscription_count events are sent every few seconds
+EMPTY_PRESENCE = {"ids": [], "hash": {}, "count": 0}
 
 
 def new_socket_id() -> str:
@@ -56,15 +70,30 @@ class Node:
         broker: Broker,
         activity_timeout: int = 120,
         clock: Callable[[], float] = time.monotonic,
+        region: str = "",
+        node_timeout: float = 10.0,
     ) -> None:
         self.hub = Hub()
         self.broker = broker
         self.activity_timeout = activity_timeout
         self.clock = clock
+        self.node_timeout = node_timeout
+        self.view = ClusterView(broker.node_id, region, clock())
         self._pending_counts: set[tuple[str, str]] = set()
+        self._changed_counts: set[tuple[str, str]] = set()
+        self._link_up_since: float | None = None
 
     async def start(self) -> None:
         await self.broker.start(self)
+        if self.broker.connected and self._link_up_since is None:
+            self.link_changed(True)
+
+    async def stop(self) -> None:
+        """Say goodbye to the other nodes (after the sockets were closed), then disconnect."""
+        self._send_counts()
+        self.view.bye()
+        self._send()
+        await self.broker.close()
 
     # connection lifecycle ------------------------------------------------------------------
     def admit(self, app: App | None, protocol: str | None, origin: str | None) -> App:
@@ -76,9 +105,11 @@ class Node:
             raise PusherError(codes.APP_DISABLED, "App is disabled")
         if not app.origin_allowed(origin):
             raise PusherError(codes.UNAUTHORIZED, "Origin not allowed")
-        state = self.hub.get(app.id)
-        if app.max_connections and state and len(state.sockets) >= app.max_connections:
-            raise PusherError(codes.OVER_CONNECTION_QUOTA, "App is over its connection quota")
+        if app.max_connections:
+            state = self.hub.get(app.id)
+            here = len(state.sockets) if state else 0
+            if here + self.view.remote_connections(app.id) >= app.max_connections:
+                raise PusherError(codes.OVER_CONNECTION_QUOTA, "App is over its connection quota")
         return app
 
     def connect(self, socket: Socket, app: App) -> Session:
@@ -112,7 +143,7 @@ class Node:
             frame = messages.encode_client_event(
                 action.event, action.channel, action.data, action.user_id
             )
-            self.broker.publish(state.app.id, action.channel, frame, socket.session.socket_id)
+            self._fan_out(state.app.id, action.channel, frame, socket.session.socket_id)
         elif isinstance(action, Reply):
             socket.send(text_frame(action.frame))
         elif isinstance(action, Subscribe):
@@ -139,11 +170,9 @@ class Node:
             return
         first = False
         if member is not None:
-            roster = state.roster(channel)
+            roster = self.view.roster(state.app.id, channel)
             limit = state.app.max_presence_members
-            if member.user_id not in roster and limit and len(roster) >= limit:
-                if not roster:
-                    state.rosters.pop(channel, None)
+            if roster and member.user_id not in roster and limit and len(roster) >= limit:
                 socket.send(
                     text_frame(
                         messages.subscription_error(
@@ -152,9 +181,10 @@ class Node:
                     )
                 )
                 return
-            first = roster.add(member)
+            first = self.view.join(state.app.id, channel, session.socket_id, member)
+            self._send()
         session.channels[channel] = member.user_id if member else None
-        count = state.join(channel, socket)
+        state.join(channel, socket)
         socket.send(text_frame(self._succeeded(state, channel)))
         if member is not None and first:
             added = messages.encode_event(
@@ -165,16 +195,17 @@ class Node:
             self.deliver(state.app.id, channel, added, session.socket_id)
         if action.kind.cache:
             self._send_cached(state, socket, channel)
-        self._count_changed(state, channel, count)
+        self._local_count_changed(state, channel)
 
     def _succeeded(self, state: AppState, channel: str) -> str:
         data: dict[str, object] = {}
         if channels.kind_of(channel).presence:
-            data = {"presence": state.roster(channel).snapshot()}
+            roster = self.view.roster(state.app.id, channel)
+            data = {"presence": roster.snapshot() if roster else EMPTY_PRESENCE}
         return messages.encode_event("pusher_internal:subscription_succeeded", channel, data)
 
     def _send_cached(self, state: AppState, socket: Socket, channel: str) -> None:
-        cached = state.cached(channel, self.clock())
+        cached = self.view.cached(state.app.id, channel, self.clock())
         if cached is None:
             socket.send(text_frame(messages.cache_miss(channel)))
         else:
@@ -185,43 +216,71 @@ class Node:
         if channel not in session.channels:
             return
         user_id = session.channels.pop(channel)
-        last = False
-        if user_id is not None and channel in state.rosters:
-            last = state.rosters[channel].remove(user_id)
-        count = state.leave(channel, socket)
-        if last and count:
-            removed = messages.encode_event(
-                "pusher_internal:member_removed", channel, {"user_id": user_id}
-            )
-            self.deliver(state.app.id, channel, removed, None)
-        self._count_changed(state, channel, count)
+        state.leave(channel, socket)
+        if user_id is not None:
+            gone = self.view.leave(state.app.id, channel, session.socket_id)
+            self._send()
+            if gone is not None:
+                self._member_removed(state.app.id, channel, gone)
+        self._local_count_changed(state, channel)
 
-    def _count_changed(self, state: AppState, channel: str, count: int) -> None:
-        """``pusher_internal:subscription_count`` for non-presence channels, when the app
-        enables it; channels over 100 subscribers get it from :meth:`flush_counts`."""
-        if not state.app.subscription_count or count == 0:
+    def _member_removed(self, app_id: str, channel: str, user_id: str) -> None:
+        removed = messages.encode_event(
+            "pusher_internal:member_removed", channel, {"user_id": user_id}
+        )
+        self.deliver(app_id, channel, removed, None)
+
+    # subscription counts -------------------------------------------------------------------
+    def _local_count_changed(self, state: AppState, channel: str) -> None:
+        """Tell the other nodes (once per loop tick), and this node's subscribers."""
+        first_change = not self._changed_counts
+        self._changed_counts.add((state.app.id, channel))
+        if first_change:
+            _soon(self._send_counts)
+        self._count_changed(state.app.id, channel)
+
+    def _send_counts(self) -> None:
+        changed, self._changed_counts = self._changed_counts, set()
+        if changed:
+            self.view.counts({key: self._local_count(*key) for key in changed})
+            self._send()
+
+    def _local_count(self, app_id: str, channel: str) -> int:
+        state = self.hub.get(app_id)
+        subscribers = state.channels.get(channel) if state is not None else None
+        return len(subscribers) if subscribers else 0
+
+    def _count_changed(self, app_id: str, channel: str) -> None:
+        """``pusher_internal:subscription_count`` (cluster-wide) to this node's subscribers of a
+        non-presence channel, when the app enables it; channels over 100 subscribers get it
+        from :meth:`flush_counts`."""
+        state = self.hub.get(app_id)
+        if state is None or not state.app.subscription_count or channel not in state.channels:
             return
         kind = channels.kind_of(channel)
         if kind.presence or kind.user:
             return
-        if count > LARGE_CHANNEL:
-            self._pending_counts.add((state.app.id, channel))
+        if self._total_count(app_id, channel) > LARGE_CHANNEL:
+            self._pending_counts.add((app_id, channel))
             return
-        self._send_count(state, channel, count)
+        self._send_count(app_id, channel)
 
-    def _send_count(self, state: AppState, channel: str, count: int) -> None:
+    def _total_count(self, app_id: str, channel: str) -> int:
+        return self._local_count(app_id, channel) + self.view.remote_count(app_id, channel)
+
+    def _send_count(self, app_id: str, channel: str) -> None:
+        count = self._total_count(app_id, channel)
         frame = messages.encode_event(
             "pusher_internal:subscription_count", channel, {"subscription_count": count}
         )
-        self.deliver(state.app.id, channel, frame, None)
+        self.deliver(app_id, channel, frame, None)
 
     def flush_counts(self) -> None:
         """Send the pending counts of large channels (call every few seconds)."""
         pending, self._pending_counts = self._pending_counts, set()
         for app_id, channel in pending:
-            state = self.hub.get(app_id)
-            if state is not None and channel in state.channels:
-                self._send_count(state, channel, len(state.channels[channel]))
+            if self._local_count(app_id, channel):
+                self._send_count(app_id, channel)
 
     # users -----------------------------------------------------------------------------
     def _sign_in(self, state: AppState, socket: Socket, action: SignIn) -> None:
@@ -270,8 +329,14 @@ class Node:
                 watcher.send(frame)
 
     def terminate_user(self, app: App, user_id: str) -> int:
-        """Close every signed-in socket of ``user_id`` (HTTP ``terminate_connections``)."""
-        state = self.hub.get(app.id)
+        """Close every signed-in socket of ``user_id`` in the cluster (HTTP
+        ``terminate_connections``); returns how many were on this node."""
+        self.view.terminate(app.id, user_id)
+        self._send()
+        return self._terminate_here(app.id, user_id)
+
+    def _terminate_here(self, app_id: str, user_id: str) -> int:
+        state = self.hub.get(app_id)
         sockets = list(state.users.get(user_id, ())) if state else []
         for socket in sockets:
             self.fail(socket, codes.UNAUTHORIZED, "Connection terminated by the app")
@@ -283,10 +348,15 @@ class Node:
     ) -> None:
         """Publish an HTTP API event on ``channel`` cluster-wide; cache channels keep it."""
         if channels.kind_of(channel).cache:
-            self.hub.state(app).cache[channel] = CachedEvent(
-                event, data, self.clock() + app.cache_ttl
-            )
-        self.broker.publish(app.id, channel, messages.encode_event(event, channel, data), exclude)
+            cached = CachedEvent(event, data, self.clock() + app.cache_ttl)
+            self.view.remember(app.id, channel, cached, app.cache_ttl)
+            self._send()
+        self._fan_out(app.id, channel, messages.encode_event(event, channel, data), exclude)
+
+    def _fan_out(self, app_id: str, channel: str, message: str, exclude: str | None) -> None:
+        """Deliver here at once, and through the broker on every other node."""
+        self.deliver(app_id, channel, message, exclude)
+        self.broker.publish(app_id, channel, message, exclude)
 
     def deliver(self, app_id: str, channel: str, message: str, exclude: str | None) -> None:
         """Write ``message`` to this node's subscribers of ``channel``: encoded once, the same
@@ -306,56 +376,74 @@ class Node:
 
     def sweep(self) -> None:
         """Periodic housekeeping: expired cache entries, pending subscription counts."""
-        now = self.clock()
-        for state in self.hub.all():
-            state.expire_cache(now)
+        self.view.expire_cache(self.clock())
         self.flush_counts()
+
+    # the other nodes -----------------------------------------------------------------------
+    def control(self, origin: str, payload: str) -> None:
+        """A control message from another node (:class:`~ressonance.scaling.base.Broker`)."""
+        self._apply(self.view.receive(origin, payload, self.clock()))
+        self._send()
+
+    def link_changed(self, up: bool) -> None:
+        """The broker's link went down or came back; when back, announce this node again
+        (messages may have been lost both ways)."""
+        if not up:
+            self._link_up_since = None
+            log.warning("cluster link down: serving this node's sockets only")
+            return
+        now = self.clock()
+        if self._link_up_since is None:
+            self._link_up_since = now
+        self.view.hello(self.hub.connections(), self.hub.counts(), now)
+        self._send()
+
+    def tick(self) -> None:
+        """Every second: a heartbeat; drop nodes silent for ``node_timeout`` seconds (only
+        while this node's own link has been up that long: silence must be theirs)."""
+        now = self.clock()
+        self.view.heartbeat(self.hub.connections())
+        if self._link_up_since is not None and now - self._link_up_since >= self.node_timeout:
+            for node_id in self.view.silent(now, self.node_timeout):
+                log.warning("node %s went silent: removing its members", node_id)
+                self._apply(self.view.drop(node_id))
+        self._send()
+
+    def _apply(self, effects: list[Effect]) -> None:
+        for effect in effects:
+            if isinstance(effect, MemberAdded):
+                added = messages.encode_event(
+                    "pusher_internal:member_added",
+                    effect.channel,
+                    {"user_id": effect.member.user_id, "user_info": effect.member.user_info},
+                )
+                self.deliver(effect.app_id, effect.channel, added, None)
+            elif isinstance(effect, MemberRemoved):
+                self._member_removed(effect.app_id, effect.channel, effect.user_id)
+            elif isinstance(effect, CountChanged):
+                self._count_changed(effect.app_id, effect.channel)
+            elif isinstance(effect, Terminate):
+                self._terminate_here(effect.app_id, effect.user_id)
+            elif isinstance(effect, SendState):
+                self.view.send_state(self.hub.connections(), self.hub.counts(), self.clock())
+
+    def _send(self) -> None:
+        outbox = self.view.outbox
+        if outbox:
+            self.view.outbox = []
+            for payload in outbox:
+                self.broker.send(payload)
+
+
+def _soon(callback: Callable[[], None]) -> None:
+    """Run ``callback`` at the end of this loop tick (at once when no loop runs: node tests)."""
+    try:
+        asyncio.get_running_loop().call_soon(callback)
+    except RuntimeError:
+        callback()
 
 
 def _watchlist_frame(name: str, user_ids: list[str]) -> str:
     return messages.encode_event(
         "pusher_internal:watchlist_events", None, {"events": [{"name": name, "user_ids": user_ids}]}
     )
-
-
-class ChannelStats:
-    """What the HTTP API reports of one channel (PROTOCOL.md A §1.9)."""
-
-    __slots__ = ("subscription_count", "user_count")
-
-    def __init__(self, subscription_count: int, user_count: int | None) -> None:
-        self.subscription_count = subscription_count
-        self.user_count = user_count
-
-
-async def channel_stats(node: Node, app: App, prefix: str = "") -> dict[str, ChannelStats]:
-    """Occupied channels of ``app`` whose names start with ``prefix``."""
-    state = node.hub.get(app.id)
-    if state is None:
-        return {}
-    return {
-        name: ChannelStats(len(subs), len(state.rosters[name]) if name in state.rosters else None)
-        for name, subs in state.channels.items()
-        if name.startswith(prefix)
-    }
-
-
-async def one_channel(node: Node, app: App, channel: str) -> ChannelStats:
-    state = node.hub.get(app.id)
-    subs = state.channels.get(channel) if state else None
-    if state is None or not subs:
-        return ChannelStats(0, 0 if channels.kind_of(channel).presence else None)
-    roster = state.rosters.get(channel)
-    return ChannelStats(len(subs), len(roster) if roster is not None else None)
-
-
-async def channel_users(node: Node, app: App, channel: str) -> dict[str, Any]:
-    """user id → user_info of the members of a presence channel."""
-    state = node.hub.get(app.id)
-    roster = state.rosters.get(channel) if state else None
-    return roster.members() if roster is not None else {}
-
-
-def cached_event(node: Node, app: App, channel: str) -> CachedEvent | None:
-    state = node.hub.get(app.id)
-    return state.cached(channel, node.clock()) if state else None

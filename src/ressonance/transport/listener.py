@@ -42,12 +42,21 @@ class Listener:
         self.now = self._loop.time
         self._server: asyncio.Server | None = None
 
-    async def listen(self, host: str, port: int, sock: socket.socket | None = None) -> None:
+    async def listen(
+        self, host: str, port: int, sock: socket.socket | None = None, reuse_port: bool = False
+    ) -> None:
+        """Listen on ``host:port`` (or an open ``sock``); ``reuse_port`` lets several worker
+        processes share the port (SO_REUSEPORT: the kernel spreads new connections)."""
         if sock is not None:
             self._server = await self._loop.create_server(lambda: Edge(self), sock=sock)
         else:
             self._server = await self._loop.create_server(
-                lambda: Edge(self), host, port, backlog=4096, reuse_address=True
+                lambda: Edge(self),
+                host,
+                port,
+                backlog=4096,
+                reuse_address=True,
+                reuse_port=reuse_port or None,
             )
 
     @property
