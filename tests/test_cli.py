@@ -29,6 +29,14 @@ def test_help_documents_every_option() -> None:
     assert "serve" in ressonance("--help").stdout
 
 
+def test_workers_need_a_shared_broker() -> None:
+    result = ressonance("serve", "--workers", "2", "--port", "1")
+    assert result.returncode == 2
+    assert "configure" not in result.stdout and "RESSONANCE_BROKER" in result.stderr
+    for option in ("--broker", "--node-id", "--region", "--workers"):
+        assert option in ressonance("serve", "--help").stdout
+
+
 def test_config_error_exits_2_with_a_clear_message(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("nonsense = 1\n")

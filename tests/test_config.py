@@ -53,6 +53,9 @@ def test_env_app_and_precedence(tmp_path: Path) -> None:
         ("port = 0", "port must be"),
         ("port = 70000", "between"),
         ('slow_consumer = "maybe"', "slow_consumer"),
+        ('broker = "redis:/localhost"', "is not one of: memory, redis://"),
+        ("workers = 2", "workers > 1 needs a shared broker"),
+        ("node_timeout = 0", "node_timeout must be greater than 0"),
         ("this is not toml", "not valid TOML"),
         (
             '[[apps]]\nid="1"\nkey="k"\nsecret="s"\n[[apps]]\nid="2"\nkey="k"\nsecret="t"\n',
@@ -73,3 +76,24 @@ def test_bad_config_is_reported(tmp_path: Path, text: str, message: str) -> None
 def test_missing_file() -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load(env={}, config_file="/nonexistent/ressonance.toml")
+
+
+def test_cluster_settings() -> None:
+    default = load(env={})
+    assert default.broker == "memory" and default.workers == 1 and default.node_timeout == 10
+    assert default.node_id and default.node_id != load(env={}).node_id  # generated, unique
+    settings = load(
+        cli={"broker": "nats://127.0.0.1:4222", "workers": 2},
+        env={
+            "RESSONANCE_NODE_ID": "edge-1",
+            "RESSONANCE_REGION": "eu",
+            "RESSONANCE_BROKER_PREFIX": "app1",
+            "RESSONANCE_NODE_TIMEOUT": "5",
+        },
+    )
+    assert (settings.broker, settings.workers, settings.node_id) == (
+        "nats://127.0.0.1:4222",
+        2,
+        "edge-1",
+    )
+    assert (settings.region, settings.broker_prefix, settings.node_timeout) == ("eu", "app1", 5)

@@ -173,6 +173,10 @@ def run_serve(args: argparse.Namespace) -> int:
         )
     from ressonance.runtime import run
 
+    if settings.workers > 1:
+        from ressonance.workers import supervise
+
+        return supervise(settings, run)
     try:
         run(settings)
     except OSError as exc:

@@ -1,0 +1,87 @@
+"""``serve --workers N``: N processes share one port (SO_REUSEPORT) and coordinate through the
+configured broker, each as its own cluster node (docs/cluster.md "All cores of a host").
+
+The parent only supervises: it forwards SIGTERM/SIGINT (each worker drains with 4200) and
+restarts a worker that dies unexpectedly. A worker that fails within its first seconds (the
+port is taken, the configuration cannot work) stops them all, so a broken setup exits instead of
+restarting forever.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable
+
+from ressonance.config import Settings
+
+log = logging.getLogger("ressonance.workers")
+
+EARLY_FAILURE = 3.0  # seconds: a worker that exits sooner than this is not restarted
+RESTART_DELAY = 1.0
+
+
+def _spawn(settings: Settings, index: int, run: Callable[[Settings], None]) -> int:
+    pid = os.fork()
+    if pid:
+        return pid
+    for sig in (signal.SIGTERM, signal.SIGINT):  # the worker's loop installs its own handlers
+        signal.signal(sig, signal.SIG_DFL)
+    code = 0
+    try:
+        run(dataclasses.replace(settings, node_id=f"{settings.node_id}-{index}", workers=1))
+    except OSError as exc:
+        log.error("worker %d cannot listen on %s:%s: %s", index, settings.host, settings.port, exc)
+        code = 1
+    except BaseException:  # a worker must never fall back into the parent's code
+        log.exception("worker %d failed", index)
+        code = 1
+    os._exit(code)
+
+
+def supervise(settings: Settings, run: Callable[[Settings], None]) -> int:
+    """Run ``settings.workers`` workers until SIGTERM/SIGINT; the exit status of the group."""
+    stopping = False
+    status = 0
+
+    def stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in workers:
+            _signal(pid, signum)
+
+    workers: dict[int, tuple[int, float]] = {}  # pid → (index, started)
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for index in range(1, settings.workers + 1):
+        workers[_spawn(settings, index, run)] = (index, time.monotonic())
+    log.info("started %d workers on port %s", settings.workers, settings.port)
+    while workers:
+        try:
+            pid, wait_status = os.wait()
+        except ChildProcessError:
+            break
+        except InterruptedError:  # pragma: no cover - PEP 475 retries os.wait
+            continue
+        index, started = workers.pop(pid, (0, 0.0))
+        code = os.waitstatus_to_exitcode(wait_status)
+        if stopping or not index:
+            continue
+        if time.monotonic() - started < EARLY_FAILURE:
+            log.error("worker %d exited at once (status %d): stopping all workers", index, code)
+            status = 1
+            stop(signal.SIGTERM, None)
+            continue
+        log.warning("worker %d exited (status %d): restarting it", index, code)
+        time.sleep(RESTART_DELAY)
+        workers[_spawn(settings, index, run)] = (index, time.monotonic())
+    return status
+
+
+def _signal(pid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signum)
