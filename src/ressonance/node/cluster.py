@@ -210,7 +210,7 @@ class ClusterView:
         if peer is None:
             peer = self.peers[origin] = Peer(origin, now)
         peer.last_seen = now
-        if kind != "state":
+        if kind not in ("state", "hello", "bye"):  # a state follows a hello; bye needs none
             expected = peer.seq if kind == "hb" else peer.seq + 1
             if new or seq != expected:  # something was missed: ask for the whole picture
                 self._emit({"t": "sync", "to": origin})
