@@ -23,12 +23,17 @@ install-test: $(BIN)/python
 	bash tests/e2e/install.sh
 
 lint: install-test
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 
 test: lint
 	$(BIN)/pytest
+
+# The benchmark suite (bench/, docs/performance.md); side by side with Soketi:
+#   make bench BENCH_ARGS="--against soketi"
+bench: install
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) tests/e2e/node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,261 @@
+"""`python -m bench`: every scenario against ressonance (and Soketi), a table and a JSON file.
+
+    .venv/bin/python -m bench                        all scenarios, 3 runs, ressonance only
+    .venv/bin/python -m bench --against soketi       the same on Soketi, interleaved, with ratios
+    .venv/bin/python -m bench --only fanout-10k,idle-10k --runs 5
+    .venv/bin/python -m bench --quick                tiny sizes, one run (the smoke test)
+
+The server runs on CPU 0, the load generator (bench/loadgen.c) on CPU 1; a fresh server process
+per measurement; medians over the runs. See docs/performance.md for the method.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import loadgen
+from bench.scenarios import FULL, QUICK, SCENARIOS, Metrics, Scenario
+from bench.servers import REPO, SOKETI_DIR, soketi_available, start
+
+SCENARIO_TIMEOUT_S = 150.0  # hard limit for one measurement, setup included
+
+# (scenario, figure, comparison, target): ratio targets are ours/soketi, absolute ones ours only
+RATIO_TARGETS: list[tuple[str, str, str, float]] = [
+    ("fanout-10k", "deliveries_per_s", ">=", 3.0),
+    ("idle-10k", "kib_per_conn", "<=", 0.5),
+    ("idle-19.5k", "kib_per_conn", "<=", 0.5),
+    ("latency-1k", "p99_ms", "<=", 1.0),
+    ("http-publish", "requests_per_s", ">=", 1.0),
+    ("client-events", "deliveries_per_s", ">=", 1.0),
+]
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    p.add_argument("--against", choices=["soketi"], help="also run every scenario on Soketi")
+    p.add_argument("--only", help="comma-separated scenario names (default: all)")
+    p.add_argument("--runs", type=int, help="repetitions per figure (default 3, --quick 1)")
+    p.add_argument("--quick", action="store_true", help="tiny sizes and durations, one run")
+    p.add_argument("--out", type=Path, help="JSON file (default bench/results/<timestamp>.json)")
+    p.add_argument(
+        "--src", type=Path, help="run ressonance from this source tree (PYTHONPATH) instead"
+    )
+    p.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    return p.parse_args(argv)
+
+
+def select(only: str | None) -> list[Scenario]:
+    if not only:
+        return SCENARIOS
+    names = [n.strip() for n in only.split(",") if n.strip()]
+    known = {s.name: s for s in SCENARIOS}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise SystemExit(f"unknown scenario(s): {', '.join(unknown)}; known: {', '.join(known)}")
+    return [known[n] for n in names]
+
+
+def _cmd(*argv: str, cwd: Path | None = None) -> str:
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, cwd=cwd, timeout=10)
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": model,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+    }
+
+
+def versions(src: Path | None, servers: list[str]) -> dict[str, Any]:
+    rev = _cmd("git", "rev-parse", "--short=12", "HEAD", cwd=REPO)
+    dirty = bool(_cmd("git", "status", "--porcelain", "--", "src", cwd=REPO))
+    v: dict[str, Any] = {
+        "ressonance": f"{rev}{'+dirty src/' if dirty and src is None else ''}",
+        "ressonance_src": str(src) if src else "src/ (editable install)",
+    }
+    if "soketi" in servers:
+        package = SOKETI_DIR / "node_modules/@soketi/soketi/package.json"
+        v["soketi"] = json.loads(package.read_text())["version"]
+        v["node"] = _cmd("node", "--version")
+    return v
+
+
+def measure(scenario: Scenario, name: str, quick: bool, workdir: Path, src: Path | None) -> Metrics:
+    server = start(name, workdir, src)
+    try:
+        deadline = time.monotonic() + SCENARIO_TIMEOUT_S
+        metrics = scenario.run(server, QUICK if quick else FULL, deadline, workdir)
+        if not server.alive():
+            raise RuntimeError(f"{name} exited during the measurement")
+        return metrics
+    except (RuntimeError, OSError, loadgen.Timeout, subprocess.SubprocessError) as e:
+        return {"error": f"{type(e).__name__}: {e}"}
+    finally:
+        server.stop()
+
+
+def medians(runs: list[Metrics]) -> Metrics:
+    ok = [r for r in runs if "error" not in r]
+    out: Metrics = {"runs_ok": len(ok), "runs": len(runs)}
+    if not ok:
+        out["error"] = runs[-1].get("error", "no run") if runs else "no run"
+        return out
+    for key in ok[0]:
+        values = [r[key] for r in ok if isinstance(r.get(key), int | float)]
+        if values and len(values) == len([r for r in ok if key in r]):
+            out[key] = round(statistics.median(values), 3)
+    return out
+
+
+def fmt(v: Any) -> str:
+    if not isinstance(v, int | float):
+        return "—"
+    if abs(v) >= 1000:
+        return f"{v:,.0f}"
+    return f"{v:.3g}" if abs(v) < 10 else f"{v:.1f}"
+
+
+def rows(result: dict[str, Any], servers: list[str]) -> list[dict[str, Any]]:
+    """One row per scenario headline, plus the two derived targets."""
+    med = result["medians"]
+    out: list[dict[str, Any]] = []
+    targets = {(s, f): (op, t) for s, f, op, t in RATIO_TARGETS}
+    for sc in SCENARIOS:
+        if sc.name not in med.get(servers[0], {}):
+            continue
+        figures = [sc.main]
+        if sc.name.startswith("idle"):
+            figures.append("conns_per_s")
+        if sc.name.startswith("latency"):
+            figures = ["p50_ms", "p95_ms", "p99_ms"]
+        for fig in figures:
+            row: dict[str, Any] = {"scenario": sc.name, "figure": fig}
+            for s in servers:
+                m = med[s].get(sc.name, {})
+                row[s] = m.get(fig)
+                row[f"{s}_client_cpu"] = m.get("client_cpu")
+            ours, theirs = row.get("ressonance"), row.get("soketi")
+            if isinstance(ours, int | float) and isinstance(theirs, int | float) and theirs:
+                row["ratio"] = round(ours / theirs, 3)
+            if (sc.name, fig) in targets:
+                op, t = targets[(sc.name, fig)]
+                row["target"] = f"ratio {op} {t:g}"
+                if "ratio" in row:
+                    r = row["ratio"]
+                    row["met"] = r >= t if op == ">=" else r <= t
+            out.append(row)
+    ours = med.get("ressonance", {})
+    f1 = ours.get("fanout-1k", {}).get("deliveries_per_s")
+    f10 = ours.get("fanout-10k", {}).get("deliveries_per_s")
+    if f1 and f10:
+        ratio = round(f10 / f1, 3)
+        out.append(
+            {"scenario": "fanout 10k vs 1k", "figure": "ours 10k/1k", "ressonance": ratio,
+             "target": ">= 0.8", "met": ratio >= 0.8}
+        )  # fmt: skip
+    growth = ours.get("memory-after-leave", {}).get("rss_growth_pct")
+    if isinstance(growth, int | float):
+        out.append(
+            {"scenario": "memory-after-leave", "figure": "ours RSS growth %", "ressonance": growth,
+             "target": "<= 10", "met": growth <= 10}
+        )  # fmt: skip
+    return out
+
+
+def table(result: dict[str, Any], servers: list[str]) -> str:
+    head = ["scenario", "figure", *servers]
+    if len(servers) > 1:
+        head += ["ratio"]
+    head += ["target", "met", "client cpu"]
+    lines = [head]
+    for row in result["rows"]:
+        cpu = "/".join(fmt(row.get(f"{s}_client_cpu")) for s in servers)
+        line = [row["scenario"], row["figure"], *(fmt(row.get(s)) for s in servers)]
+        if len(servers) > 1:
+            line.append(fmt(row.get("ratio")))
+        met = {True: "yes", False: "NO"}.get(row.get("met"), "")  # type: ignore[arg-type]
+        line += [row.get("target", ""), met, cpu]
+        lines.append(line)
+    widths = [max(len(str(line[i])) for line in lines) for i in range(len(head))]
+    text = ["  ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)) for line in lines]
+    text.insert(1, "  ".join("-" * w for w in widths))
+    errors = [
+        f"  {s} {sc}: {m['error']}"
+        for s in servers
+        for sc, m in result["medians"].get(s, {}).items()
+        if "error" in m
+    ]
+    return "\n".join(text + (["errors:", *errors] if errors else []))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.list:
+        for sc in SCENARIOS:
+            print(f"{sc.name:20} {sc.about}")
+        return 0
+    scenarios = select(args.only)
+    runs = args.runs or (1 if args.quick else 3)
+    servers = ["ressonance"]
+    if args.against == "soketi":
+        if not soketi_available():
+            raise SystemExit(f"Soketi is not installed under {SOKETI_DIR}: see BENCHMARKS.md")
+        servers.append("soketi")
+    loadgen.build()
+    # SIGTERM unwinds like Ctrl-C, so the servers of the measurement in progress are killed
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out = args.out or REPO / "bench" / "results" / f"{stamp}.json"
+    result: dict[str, Any] = {
+        "started": stamp,
+        "args": {"against": args.against, "runs": runs, "quick": args.quick},
+        "machine": machine(),
+        "versions": versions(args.src, servers),
+        "runs": {s: {sc.name: [] for sc in scenarios} for s in servers},
+    }
+    t0 = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        for r in range(runs):
+            for sc in scenarios:
+                # interleave the servers, alternating which goes first
+                order = servers if r % 2 == 0 else servers[::-1]
+                for s in order:
+                    m = measure(sc, s, args.quick, Path(tmp), args.src)
+                    result["runs"][s][sc.name].append(m)
+                    shown = m.get("error") or fmt(m.get(sc.main))
+                    elapsed = time.monotonic() - t0
+                    print(f"[{elapsed:6.0f}s] run {r + 1}/{runs} {sc.name:18} {s:10} "
+                          f"{sc.main} = {shown}", file=sys.stderr, flush=True)  # fmt: skip
+    result["seconds"] = round(time.monotonic() - t0, 1)
+    result["medians"] = {
+        s: {sc: medians(ms) for sc, ms in per.items()} for s, per in result["runs"].items()
+    }
+    result["rows"] = rows(result, servers)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    print(table(result, servers))
+    print(f"\nJSON: {out}")
+    return 0

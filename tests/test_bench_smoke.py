@@ -1,0 +1,45 @@
+"""Smoke test of the benchmark suite (bench/): builds the C load generator, runs every scenario
+at tiny sizes against our server and checks that each one reported figures. Never asserts
+numbers: those belong to docs/performance.md. Soketi is not needed."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.timeout(150)
+@pytest.mark.skipif(not shutil.which("gcc"), reason="the load generator is built with gcc")
+def test_quick_bench_reports_every_scenario(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    listed = subprocess.run(
+        [sys.executable, "-m", "bench", "--list"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    names = [line.split()[0] for line in listed.stdout.splitlines() if line.strip()]
+    assert len(names) >= 10
+
+    run = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--out", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=140,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(out.read_text())
+    medians = result["medians"]["ressonance"]
+    assert sorted(medians) == sorted(names)
+    for name in names:
+        assert "error" not in medians[name], (name, medians[name])
+        assert medians[name]["runs_ok"] == 1
+    assert result["rows"], "the table has rows"
+    assert "scenario" in run.stdout
