@@ -1,10 +1,24 @@
 #!/usr/bin/env bash
 # System packages the test suite needs (Debian): Node.js + npm for the end-to-end tests with
-# pusher-js, laravel-echo and the pusher Node SDK. Installs only what is missing.
+# pusher-js, laravel-echo and the pusher Node SDK; redis-server and nats-server for the broker
+# contract and cluster tests (private servers on free ports); nginx for the proxy tests.
+# Installs only what is missing.
 set -euo pipefail
+# has BINARY: on PATH or in the system directories (/usr/sbin may not be on PATH)
+has() {
+  command -v "$1" >/dev/null 2>&1 && return 0
+  local dir
+  for dir in /usr/bin /usr/sbin /usr/local/bin /usr/local/sbin; do
+    [ -x "$dir/$1" ] && return 0
+  done
+  return 1
+}
 missing=()
-command -v node >/dev/null 2>&1 || missing+=(nodejs)
-command -v npm >/dev/null 2>&1 || missing+=(npm)
+has node || missing+=(nodejs)
+has npm || missing+=(npm)
+has redis-server || missing+=(redis-server)
+has nats-server || missing+=(nats-server)
+has nginx || missing+=(nginx)
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "install-test-deps: missing ${missing[*]}; run as root or install them" >&2
