@@ -11,6 +11,8 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src" / "ressonance"
 THIRD_PARTY_HOME = {
     "httptools": "transport/http11.py",
+    "nats": "scaling/nats.py",
+    "redis": "scaling/redis.py",
     "uvloop": "runtime.py",
     "websockets": "transport/frames.py",
 }

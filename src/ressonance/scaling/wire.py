@@ -1,0 +1,153 @@
+"""What the networked brokers (Redis, NATS) share: the text wire format and the bounded outbox.
+
+One bus (a Redis channel, a NATS subject) carries both kinds of traffic as one text frame each,
+fields separated by ``\\x1f`` (ASCII unit separator), the free-form text always last::
+
+    P<origin>\\x1f<app_id>\\x1f<channel>\\x1f<exclude>\\x1f<message>    a publication
+    C<origin>\\x1f<payload>                                        a control message
+
+``exclude`` is empty for "nobody" (a socket id is never empty). Node ids, app ids and channel
+names never contain ``\\x1f``; messages and payloads may, since they are split off last. A
+receiver drops frames whose origin is its own node, and logs and skips frames it cannot read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+from ressonance.scaling.base import BrokerHandler
+
+log = logging.getLogger("ressonance.scaling")
+
+SEP = "\x1f"
+PUBLICATION = "P"
+CONTROL = "C"
+
+
+def redact(url: str) -> str:
+    """``url`` without its user and password, for logs."""
+    parts = urlsplit(url)
+    return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+
+
+def encode_publication(
+    origin: str, app_id: str, channel: str, message: str, exclude: str | None
+) -> str:
+    return f"{PUBLICATION}{origin}{SEP}{app_id}{SEP}{channel}{SEP}{exclude or ''}{SEP}{message}"
+
+
+def encode_control(origin: str, payload: str) -> str:
+    return f"{CONTROL}{origin}{SEP}{payload}"
+
+
+def dispatch(frame: str, own: str, handler: BrokerHandler) -> None:
+    """Hand one received frame to ``handler``, unless this node (``own``) sent it. Never raises:
+    an unreadable frame or a failing handler is logged, so the reader keeps going."""
+    try:
+        kind = frame[:1]
+        if kind == PUBLICATION:
+            origin, app_id, channel, exclude, message = frame[1:].split(SEP, 4)
+            if origin != own:
+                handler.deliver(app_id, channel, message, exclude or None)
+        elif kind == CONTROL:
+            origin, payload = frame[1:].split(SEP, 1)
+            if origin != own:
+                handler.control(origin, payload)
+        else:
+            log.warning("broker: skipped a frame of unknown kind %r", kind)
+    except ValueError:
+        log.warning("broker: skipped a malformed frame (%d chars)", len(frame))
+    except Exception:
+        log.exception("broker: the handler failed on a frame")
+
+
+class Outbox:
+    """Encoded frames waiting to go out, in order. Bounded: when full, the oldest frame is
+    dropped and counted in :attr:`dropped`. :attr:`ready` is set while frames are waiting."""
+
+    def __init__(self, capacity: int) -> None:
+        self.frames: deque[str] = deque()
+        self.capacity = capacity
+        self.dropped = 0
+        self.in_flight = 0
+        self.ready = asyncio.Event()
+
+    def put(self, frame: str) -> None:
+        if len(self.frames) >= self.capacity:
+            self.frames.popleft()
+            self.dropped += 1
+        self.frames.append(frame)
+        self.ready.set()
+
+    def take(self, most: int) -> list[str]:
+        """Up to ``most`` frames, oldest first; the caller reports how many it lost with
+        :meth:`done`."""
+        batch = [self.frames.popleft() for _ in range(min(most, len(self.frames)))]
+        if not self.frames:
+            self.ready.clear()
+        self.in_flight = len(batch)
+        return batch
+
+    def done(self, lost: int) -> None:
+        """The batch from :meth:`take` went out, but for ``lost`` frames (a failed write)."""
+        self.dropped += lost
+        self.in_flight = 0
+
+    @property
+    def empty(self) -> bool:
+        return not self.frames and not self.in_flight
+
+    async def drained(self, timeout: float, linked: Callable[[], bool]) -> None:
+        """Wait (at most ``timeout`` seconds) until everything went out; give up early when
+        the link is down (``linked()`` false), since nothing could go out then."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not self.empty and linked() and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+
+
+class WireBroker:
+    """What a networked broker does the same whatever the engine: encode into the outbox,
+    report the link, dispatch received frames. Subclasses add ``start`` and ``close``."""
+
+    def __init__(self, url: str, node_id: str, capacity: int) -> None:
+        self.url = url
+        self.where = redact(url)  # for logs
+        self.node_id = node_id
+        self.outbox = Outbox(capacity)
+        self.handler: BrokerHandler | None = None
+        self.up = False
+
+    @property
+    def connected(self) -> bool:
+        return self.up
+
+    @property
+    def dropped(self) -> int:
+        """Frames given up: the oldest when the outbox was full, or ones lost with a write."""
+        return self.outbox.dropped
+
+    def publish(self, app_id: str, channel: str, message: str, exclude: str | None) -> None:
+        self.outbox.put(encode_publication(self.node_id, app_id, channel, message, exclude))
+
+    def send(self, payload: str) -> None:
+        self.outbox.put(encode_control(self.node_id, payload))
+
+    def received(self, frame: str) -> None:
+        if self.handler is not None:
+            dispatch(frame, self.node_id, self.handler)
+
+    def link_changed(self, up: bool) -> None:
+        """Record the link state and tell the handler, once per change."""
+        if up == self.up:
+            return
+        self.up = up
+        if self.handler is not None:
+            try:
+                self.handler.link_changed(up)
+            except Exception:
+                log.exception("broker: link_changed(%s) failed", up)
