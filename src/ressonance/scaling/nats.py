@@ -63,9 +63,9 @@ class NatsBroker(WireBroker):
 
     async def close(self) -> None:
         await self.outbox.drained(CLOSE_WAIT, lambda: self.up)
-        if self.up:  # a PING round trip: the server has what was published before it
+        if self.up:
             with contextlib.suppress(NatsError, OSError):
-                await self._nc.flush(timeout=1)
+                await self._flushed()
         self.handler = None
         for task in self._tasks:
             task.cancel()
@@ -93,10 +93,18 @@ class NatsBroker(WireBroker):
             reconnected_cb=self._on_reconnected,
         )
         await self._nc.subscribe(self.subject, cb=self._on_message)
-        await self._nc.flush(timeout=1)
+        await self._flushed()
         if self._tried.is_set():
             self._link_up()
         self._tried.set()
+
+    async def _flushed(self) -> None:
+        """Return once the server has processed every command sent so far. One ``flush`` is
+        not enough: nats-py writes its PING straight to the socket, ahead of commands still
+        in its pending buffer (a SUB that a peer's publish would then overtake). The first
+        round trip lets the flusher write that buffer, the second one follows it."""
+        await self._nc.flush(timeout=1)
+        await self._nc.flush(timeout=1)
 
     async def _on_message(self, msg: Msg) -> None:
         self.received(msg.data.decode("utf-8", "replace"))
