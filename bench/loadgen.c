@@ -17,6 +17,8 @@
  *       churn WARMUP_MS DUR_MS                  presence: unsubscribe+subscribe on each success
  *       close                                   close every socket
  *       quit
+ *   loadgen sink --port P
+ *     A trivial server (subscribe, forward client events) to measure this generator's ceiling.
  *   loadgen http --port P --req FILE --conns N --warmup-ms W --dur-ms D
  *     Sends the request in FILE over N connections, one in flight each (keep-alive when the
  *     server allows it, a new connection when it answers "Connection: close").
@@ -633,9 +635,9 @@ static void run_phase(char mode, double param, int warmup_ms, int dur_ms, int sa
                 base = delivered - sent * cfg.fanout;
                 last_progress = now;
             }
-            int tries = 0;
+            int tries = 0; /* bounded: publishers that are not ready send nothing */
             while (base + sent * cfg.fanout - delivered + cfg.fanout <= (long long)param &&
-                   tries++ < publishers_n + 1000)
+                   tries++ < 1000000)
                 sent += publish_one(now_ns());
             flush_publishers();
         } else if (mode == 'o') {
@@ -863,6 +865,199 @@ static int http_main(const char *req_file, int nc, int warmup_ms, int dur_ms) {
     return 0;
 }
 
+/* ---------------------------------------------------------------- sink mode */
+/* A trivial Pusher-protocol server for measuring the load generator's own ceiling: it accepts
+   WebSocket upgrades, answers pusher:subscribe with subscription_succeeded (no auth check) and
+   forwards each client-* event to the channel's other members, every socket's frames of one
+   loop iteration in one write. No JSON parsing: it does the least a server can do. */
+
+typedef struct sconn {
+    int fd, upgraded, dirty;
+    buf_t in, out;
+} sconn_t;
+
+typedef struct {
+    char name[200];
+    sconn_t **m;
+    int n, cap;
+} schan_t;
+
+static schan_t schans[256];
+static int nschans;
+static sconn_t **sdirty;
+static int nsdirty, sdirty_cap;
+
+static void s_queue(sconn_t *c, const char *payload, size_t len) {
+    buf_reserve(&c->out, len + 10);
+    uint8_t *p = (uint8_t *)c->out.p + c->out.len;
+    size_t h = 0;
+    p[h++] = 0x81;
+    if (len < 126) p[h++] = len;
+    else if (len < 65536) p[h++] = 126, p[h++] = len >> 8, p[h++] = len & 255;
+    else {
+        p[h++] = 127;
+        for (int i = 7; i >= 0; i--) p[h++] = (uint8_t)(len >> (8 * i));
+    }
+    memcpy(p + h, payload, len);
+    c->out.len += h + len;
+    if (!c->dirty) {
+        c->dirty = 1;
+        if (nsdirty == sdirty_cap) {
+            sdirty_cap = sdirty_cap ? 2 * sdirty_cap : 1024;
+            sdirty = realloc(sdirty, sdirty_cap * sizeof *sdirty);
+        }
+        sdirty[nsdirty++] = c;
+    }
+}
+
+static void s_close(sconn_t *c) {
+    for (int i = 0; i < nschans; i++)
+        for (int j = 0; j < schans[i].n; j++)
+            if (schans[i].m[j] == c) schans[i].m[j] = schans[i].m[--schans[i].n], j--;
+    epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
+    close(c->fd);
+    c->fd = -1;
+}
+
+static void s_flush(sconn_t *c) {
+    c->dirty = 0;
+    if (c->fd < 0) return;
+    while (c->out.len > c->out.off) {
+        ssize_t n = write(c->fd, c->out.p + c->out.off, c->out.len - c->out.off);
+        if (n <= 0) break; /* EAGAIN: kept for the next loop (a sink, not a server) */
+        c->out.off += n;
+    }
+    if (c->out.off == c->out.len) c->out.off = c->out.len = 0;
+    else if (!c->dirty) c->dirty = 1, sdirty[nsdirty++] = c;
+}
+
+/* the string value after "key":" in p, into out */
+static int json_str(const char *p, size_t len, const char *key, char *out, size_t n) {
+    const char *k = memmem(p, len, key, strlen(key));
+    if (!k) return 0;
+    const char *v = k + strlen(key), *end = p + len;
+    while (v < end && (*v == '"' || *v == ':' || *v == ' ')) v++;
+    size_t i = 0;
+    while (v < end && *v != '"' && *v != '\\' && i < n - 1) out[i++] = *v++;
+    out[i] = 0;
+    return i > 0;
+}
+
+static schan_t *s_channel(const char *name) {
+    for (int i = 0; i < nschans; i++)
+        if (!strcmp(schans[i].name, name)) return &schans[i];
+    if (nschans == 256) die("sink: too many channels");
+    schan_t *ch = &schans[nschans++];
+    snprintf(ch->name, sizeof ch->name, "%s", name);
+    return ch;
+}
+
+static void s_message(sconn_t *c, char *p, size_t len) {
+    char name[200], reply[400];
+    if (memmem(p, len, "client-", 7)) {
+        if (!json_str(p, len, "\"channel\"", name, sizeof name)) return;
+        schan_t *ch = s_channel(name);
+        for (int i = 0; i < ch->n; i++)
+            if (ch->m[i] != c) s_queue(ch->m[i], p, len);
+    } else if (memmem(p, len, "pusher:subscribe", 16)) {
+        if (!json_str(p, len, "\"channel\"", name, sizeof name)) return;
+        schan_t *ch = s_channel(name);
+        if (ch->n == ch->cap) {
+            ch->cap = ch->cap ? 2 * ch->cap : 64;
+            ch->m = realloc(ch->m, ch->cap * sizeof *ch->m);
+        }
+        ch->m[ch->n++] = c;
+        int n = snprintf(reply, sizeof reply,
+                         "{\"event\":\"pusher_internal:subscription_succeeded\",\"channel\":\"%s\","
+                         "\"data\":\"{}\"}", name);
+        s_queue(c, reply, n);
+    }
+}
+
+static void s_readable(sconn_t *c, int *next_id) {
+    buf_reserve(&c->in, 65536);
+    ssize_t n = read(c->fd, c->in.p + c->in.len, c->in.cap - c->in.len);
+    if (n < 0 && errno == EAGAIN) return;
+    if (n <= 0) return s_close(c);
+    c->in.len += n;
+    size_t pos = 0;
+    if (!c->upgraded) {
+        char *end = memmem(c->in.p, c->in.len, "\r\n\r\n", 4);
+        if (!end) return;
+        pos = end + 4 - c->in.p;
+        c->upgraded = 1;
+        static const char ok[] = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                                 "Connection: Upgrade\r\nSec-WebSocket-Accept: x\r\n\r\n";
+        buf_reserve(&c->out, sizeof ok);
+        memcpy(c->out.p + c->out.len, ok, sizeof ok - 1);
+        c->out.len += sizeof ok - 1;
+        char est[200];
+        int k = snprintf(est, sizeof est,
+                         "{\"event\":\"pusher:connection_established\",\"data\":\"{\\\"socket_id\\\":"
+                         "\\\"1.%d\\\",\\\"activity_timeout\\\":120}\"}", (*next_id)++);
+        s_queue(c, est, k);
+    }
+    while (c->in.len - pos >= 6) {
+        uint8_t *h = (uint8_t *)c->in.p + pos;
+        uint64_t plen = h[1] & 127;
+        size_t hl = 2;
+        if (plen == 126) plen = (uint64_t)h[2] << 8 | h[3], hl = 4;
+        else if (plen == 127) {
+            if (c->in.len - pos < 14) break;
+            plen = 0;
+            for (int i = 0; i < 8; i++) plen = plen << 8 | h[2 + i];
+            hl = 10;
+        }
+        if (c->in.len - pos < hl + 4 + plen) break;
+        uint8_t *mask = h + hl, *pl = h + hl + 4;
+        for (uint64_t i = 0; i < plen; i++) pl[i] ^= mask[i & 3];
+        if ((h[0] & 15) == 8) return s_close(c);
+        if ((h[0] & 15) == 1) s_message(c, (char *)pl, plen);
+        pos += hl + 4 + plen;
+    }
+    memmove(c->in.p, c->in.p + pos, c->in.len - pos);
+    c->in.len -= pos;
+}
+
+static int sink_main(void) {
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0), one = 1;
+    setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(cfg.port)};
+    a.sin_addr.s_addr = htonl(0x7f000001);
+    if (bind(lfd, (struct sockaddr *)&a, sizeof a) < 0 || listen(lfd, 4096) < 0)
+        die("sink: cannot listen on %d", cfg.port);
+    ep = epoll_create1(0);
+    struct epoll_event le = {.events = EPOLLIN, .data.ptr = NULL};
+    epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &le);
+    struct epoll_event evs[1024];
+    int next_id = 1;
+    for (;;) {
+        int n = epoll_wait(ep, evs, 1024, nsdirty ? 0 : 1000);
+        for (int i = 0; i < n; i++) {
+            if (evs[i].data.ptr == NULL) {
+                int fd;
+                while ((fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK)) >= 0) {
+                    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+                    sconn_t *c = calloc(1, sizeof *c);
+                    c->fd = fd;
+                    struct epoll_event e = {.events = EPOLLIN, .data.ptr = c};
+                    epoll_ctl(ep, EPOLL_CTL_ADD, fd, &e);
+                }
+                continue;
+            }
+            sconn_t *c = evs[i].data.ptr;
+            if (c->fd >= 0) s_readable(c, &next_id);
+        }
+        int k = nsdirty;
+        nsdirty = 0;
+        sconn_t **batch = malloc(k * sizeof *batch);
+        memcpy(batch, sdirty, k * sizeof *batch);
+        for (int i = 0; i < k; i++) s_flush(batch[i]);
+        free(batch);
+    }
+    return 0;
+}
+
 /* ---------------------------------------------------------------- main */
 
 int main(int argc, char **argv) {
@@ -890,6 +1085,7 @@ int main(int argc, char **argv) {
     if (!cfg.port) die("--port is required");
     raise_nofile();
     rng_state ^= (uint64_t)now_ns();
+    if (!strcmp(argv[1], "sink")) return sink_main();
     if (!strcmp(argv[1], "http")) {
         if (!req_file) die("--req is required");
         return http_main(req_file, http_conns, warmup_ms, dur_ms);

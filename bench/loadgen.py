@@ -12,12 +12,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.servers import APP_ID, APP_KEY, APP_SECRET, raise_nofile
+from bench.servers import APP_ID, APP_KEY, APP_SECRET, LOADGEN, raise_nofile
 
-HERE = Path(__file__).resolve().parent
-SOURCE = HERE / "loadgen.c"
-BUILD = HERE / "build"  # git-ignored (build/)
-BINARY = BUILD / "loadgen"
+SOURCE = Path(__file__).resolve().parent / "loadgen.c"
+BINARY = LOADGEN
 CLIENT_CPU = "1" if (os.cpu_count() or 1) > 1 else "0"  # the server has CPU 0
 
 
@@ -25,7 +23,7 @@ def build() -> Path:
     """Compile loadgen.c when the binary is missing or older than the source."""
     if BINARY.exists() and BINARY.stat().st_mtime >= SOURCE.stat().st_mtime:
         return BINARY
-    BUILD.mkdir(exist_ok=True)
+    BINARY.parent.mkdir(exist_ok=True)
     subprocess.run(
         ["gcc", "-O2", "-Wall", "-Wextra", "-o", str(BINARY), str(SOURCE)],
         check=True,

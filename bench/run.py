@@ -28,6 +28,8 @@ from bench import loadgen
 from bench.scenarios import FULL, QUICK, SCENARIOS, Metrics, Scenario
 from bench.servers import REPO, SOKETI_DIR, soketi_available, start
 
+# what the trivial sink server can serve (one channel list, no auth, no presence, no HTTP)
+CEILING_SCENARIOS = "idle-10k,idle-19.5k,fanout-1k,fanout-10k,client-events"
 SCENARIO_TIMEOUT_S = 150.0  # hard limit for one measurement, setup included
 
 # (scenario, figure, comparison, target): ratio targets are ours/soketi, absolute ones ours only
@@ -50,6 +52,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, help="JSON file (default bench/results/<timestamp>.json)")
     p.add_argument(
         "--src", type=Path, help="run ressonance from this source tree (PYTHONPATH) instead"
+    )
+    p.add_argument(
+        "--ceiling",
+        action="store_true",
+        help="measure the load generator itself against a trivial C server (loadgen sink)",
     )
     p.add_argument("--list", action="store_true", help="list the scenarios and exit")
     return p.parse_args(argv)
@@ -160,7 +167,7 @@ def rows(result: dict[str, Any], servers: list[str]) -> list[dict[str, Any]]:
             ours, theirs = row.get("ressonance"), row.get("soketi")
             if isinstance(ours, int | float) and isinstance(theirs, int | float) and theirs:
                 row["ratio"] = round(ours / theirs, 3)
-            if (sc.name, fig) in targets:
+            if (sc.name, fig) in targets and "ressonance" in servers:
                 op, t = targets[(sc.name, fig)]
                 row["target"] = f"ratio {op} {t:g}"
                 if "ratio" in row:
@@ -217,9 +224,9 @@ def main(argv: list[str] | None = None) -> int:
         for sc in SCENARIOS:
             print(f"{sc.name:20} {sc.about}")
         return 0
-    scenarios = select(args.only)
+    scenarios = select(args.only or (CEILING_SCENARIOS if args.ceiling else None))
     runs = args.runs or (1 if args.quick else 3)
-    servers = ["ressonance"]
+    servers = ["sink"] if args.ceiling else ["ressonance"]
     if args.against == "soketi":
         if not soketi_available():
             raise SystemExit(f"Soketi is not installed under {SOKETI_DIR}: see BENCHMARKS.md")
@@ -231,7 +238,12 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or REPO / "bench" / "results" / f"{stamp}.json"
     result: dict[str, Any] = {
         "started": stamp,
-        "args": {"against": args.against, "runs": runs, "quick": args.quick},
+        "args": {
+            "against": args.against,
+            "runs": runs,
+            "quick": args.quick,
+            "ceiling": args.ceiling,
+        },
         "machine": machine(),
         "versions": versions(args.src, servers),
         "runs": {s: {sc.name: [] for sc in scenarios} for s in servers},

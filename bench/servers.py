@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+LOADGEN = REPO / "bench" / "build" / "loadgen"  # built by bench.loadgen.build(); git-ignored
 SOKETI_DIR = Path(os.environ.get("SOKETI_DIR", "/opt/soketi"))
 SERVER_CPU = "0"
 APP_ID, APP_KEY, APP_SECRET = "1", "bench-key", "bench-secret"
@@ -161,7 +162,15 @@ def start_soketi(logdir: Path) -> Server:
     return _spawn("soketi", port, argv, env, SOKETI_DIR, logdir)
 
 
+def start_sink(logdir: Path) -> Server:
+    """`loadgen sink`: a trivial C server, to measure the load generator's own ceiling."""
+    port = free_port()
+    return _spawn("sink", port, [str(LOADGEN), "sink", "--port", str(port)], {}, REPO, logdir)
+
+
 def start(name: str, logdir: Path, src: Path | None = None) -> Server:
     if name == "soketi":
         return start_soketi(logdir)
+    if name == "sink":
+        return start_sink(logdir)
     return start_ressonance(logdir, src)

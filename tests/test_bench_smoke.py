@@ -43,3 +43,21 @@ def test_quick_bench_reports_every_scenario(tmp_path: Path) -> None:
         assert medians[name]["runs_ok"] == 1
     assert result["rows"], "the table has rows"
     assert "scenario" in run.stdout
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.skipif(not shutil.which("gcc"), reason="the load generator is built with gcc")
+def test_quick_ceiling_run_against_the_sink(tmp_path: Path) -> None:
+    out = tmp_path / "ceiling.json"
+    run = subprocess.run(
+        [sys.executable, "-m", "bench", "--ceiling", "--quick", "--out", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=80,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    medians = json.loads(out.read_text())["medians"]["sink"]
+    assert medians, "the ceiling run measured something"
+    for name, figures in medians.items():
+        assert "error" not in figures, (name, figures)
