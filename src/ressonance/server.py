@@ -11,7 +11,7 @@ from ressonance.apps.static import StaticAppStore
 from ressonance.config import Settings
 from ressonance.http.api import Api
 from ressonance.node.node import Node
-from ressonance.scaling.memory import MemoryBroker
+from ressonance.scaling.factory import make_broker
 from ressonance.transport.listener import Listener
 
 log = logging.getLogger("ressonance")
@@ -28,7 +28,7 @@ class Server:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.apps = StaticAppStore(settings.apps)
-        broker = MemoryBroker(settings.node_id)
+        broker = make_broker(settings.broker, settings.node_id, settings.broker_prefix)
         self.node = Node(
             broker,
             activity_timeout=settings.activity_timeout,

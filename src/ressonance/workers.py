@@ -33,7 +33,8 @@ def _spawn(settings: Settings, index: int, run: Callable[[Settings], None]) -> i
         signal.signal(sig, signal.SIG_DFL)
     code = 0
     try:
-        run(dataclasses.replace(settings, node_id=f"{settings.node_id}-{index}", workers=1))
+        # ``workers`` stays as set: the worker listens with SO_REUSEPORT because of it
+        run(dataclasses.replace(settings, node_id=f"{settings.node_id}-{index}"))
     except OSError as exc:
         log.error("worker %d cannot listen on %s:%s: %s", index, settings.host, settings.port, exc)
         code = 1
