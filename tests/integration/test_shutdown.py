@@ -34,3 +34,30 @@ def test_sigterm_closes_sockets_with_4200(tmp_path: Path) -> None:
         assert error["data"] == {"code": 4200, "message": "Server is restarting"}
         assert code == 4200
         assert server.process.wait(timeout=15) == 0
+
+
+def test_sigterm_closes_idle_keep_alive_http_connections_at_once(tmp_path: Path) -> None:
+    """A load balancer's kept-alive upstream connection must not hold the drain for its whole
+    timeout, nor be handed a 503 later: it is closed when the drain starts."""
+    with run_server(tmp_path) as server:
+
+        async def scenario() -> tuple[bytes, float]:
+            reader, writer = await asyncio.open_connection(server.host, server.port)
+            writer.write(b"GET /up HTTP/1.1\r\nHost: x\r\n\r\n")
+            await writer.drain()
+            async with asyncio.timeout(5):
+                head = await reader.readuntil(b"\r\n\r\n")
+            loop = asyncio.get_running_loop()
+            server.process.send_signal(signal.SIGTERM)
+            started = loop.time()
+            async with asyncio.timeout(5):
+                rest = await reader.read()  # b"" once the server closes its end
+                while rest:
+                    rest = await reader.read()
+            writer.close()
+            return head, loop.time() - started
+
+        head, seconds = asyncio.run(scenario())
+        assert head.startswith(b"HTTP/1.1 200")
+        assert seconds < 3, f"idle keep-alive connection closed only after {seconds:.1f}s"
+        assert server.process.wait(timeout=15) == 0

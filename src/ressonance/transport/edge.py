@@ -282,6 +282,13 @@ class Edge(asyncio.Protocol):
             self._detached = True
             self.listener.node.disconnect(self)
 
+    def close_if_idle(self) -> None:
+        """On drain: an HTTP connection between requests closes now (one mid-request closes
+        after its response, which then says ``Connection: close``)."""
+        if self.state == HTTP and not self._busy and self.transport is not None:
+            self.state = CLOSING
+            self.transport.close()
+
     # time-outs (called by Listener.sweep) --------------------------------------------------
     def check_timeouts(self, now: float) -> None:
         listener = self.listener

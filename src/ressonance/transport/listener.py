@@ -99,6 +99,8 @@ class Listener:
         for edge in list(self.connections):
             if edge.state == OPEN:
                 self.node.fail(edge, codes.RECONNECT_NOW, "Server is restarting")
+            else:
+                edge.close_if_idle()
         deadline = self.now() + timeout
         while self.connections and self.now() < deadline:
             await asyncio.sleep(0.05)
