@@ -9,7 +9,7 @@
  * the event data by this process, CLOCK_MONOTONIC) is read to sample latency.
  *
  *   loadgen ws --port P --key K --secret S --subs N --channels C --prefix NAME
- *              [--pub-sockets M] [--publish-from subs|pubs] [--fanout K]
+ *              [--pub-sockets M] [--publish-from subs|pubs] [--fanout K] [--port2 P2]
  *     Opens the sockets, subscribes them, prints {"event":"ready",...}, then reads commands
  *     on stdin, one a line, and answers each with one JSON line:
  *       closed WINDOW WARMUP_MS DUR_MS SAMPLE   publish with at most WINDOW deliveries in flight
@@ -17,6 +17,8 @@
  *       churn WARMUP_MS DUR_MS                  presence: unsubscribe+subscribe on each success
  *       close                                   close every socket
  *       quit
+ *     With --port2 the subscribers alternate between P (even index) and P2 (odd) and the
+ *     publisher sockets stay on P: a fan-out across two cluster nodes.
  *   loadgen sink --port P
  *     A trivial server (subscribe, forward client events) to measure this generator's ceiling.
  *   loadgen http --port P --req FILE --conns N --warmup-ms W --dur-ms D
@@ -216,7 +218,7 @@ typedef struct conn {
 } conn_t;
 
 static struct {
-    int port, subs, channels, pub_sockets, publish_from_pubs, fanout;
+    int port, port2, subs, channels, pub_sockets, publish_from_pubs, fanout;
     const char *key, *secret, *prefix;
 } cfg = {.channels = 1, .fanout = 1};
 
@@ -507,8 +509,13 @@ static int open_socket(int port, int idx) {
     return fd;
 }
 
+/* the server port of a ws socket: --port, or --port2 for every other subscriber */
+static int conn_port(const conn_t *c) {
+    return cfg.port2 && !c->is_pub && (c->idx & 1) ? cfg.port2 : cfg.port;
+}
+
 static void start_conn(conn_t *c) {
-    c->fd = open_socket(cfg.port, c->idx);
+    c->fd = open_socket(conn_port(c), c->idx);
     if (c->fd < 0) {
         errors++;
         c->state = ST_CLOSED;
@@ -535,7 +542,7 @@ static void on_event(conn_t *c, uint32_t ev) {
                  "GET /app/%s?protocol=7&client=bench&version=1.0 HTTP/1.1\r\n"
                  "Host: 127.0.0.1:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-                 cfg.key, cfg.port);
+                 cfg.key, conn_port(c));
         buf_reserve(&c->out, strlen(req));
         memcpy(c->out.p + c->out.len, req, strlen(req));
         c->out.len += strlen(req);
@@ -1068,6 +1075,7 @@ int main(int argc, char **argv) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : "";
         i++;
         if (!strcmp(a, "--port")) cfg.port = atoi(v);
+        else if (!strcmp(a, "--port2")) cfg.port2 = atoi(v);
         else if (!strcmp(a, "--key")) cfg.key = v;
         else if (!strcmp(a, "--secret")) cfg.secret = v;
         else if (!strcmp(a, "--subs")) cfg.subs = atoi(v);
