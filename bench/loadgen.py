@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import http.client
 import json
 import os
 import selectors
@@ -99,23 +100,40 @@ class Session:
         self.close()
 
 
+def signed_target(method: str, path: str, body: bytes = b"", **params: str) -> str:
+    """`path?query` for a Pusher HTTP API call, signed with the bench app's secret."""
+    params |= {"auth_key": APP_KEY, "auth_timestamp": str(int(time.time())), "auth_version": "1.0"}
+    if body:
+        params["body_md5"] = hashlib.md5(body).hexdigest()
+    query = "&".join(f"{k}={params[k]}" for k in sorted(params))
+    signature = hmac.new(
+        APP_SECRET.encode(), f"{method}\n{path}\n{query}".encode(), hashlib.sha256
+    ).hexdigest()
+    return f"{path}?{query}&auth_signature={signature}"
+
+
 def signed_publish(port: int, channel: str, data: str) -> bytes:
     """A complete signed `POST /apps/{id}/events` request (keep-alive)."""
     body = json.dumps({"name": "bench", "channel": channel, "data": data}).encode()
-    path = f"/apps/{APP_ID}/events"
-    params = {
-        "auth_key": APP_KEY,
-        "auth_timestamp": str(int(time.time())),
-        "auth_version": "1.0",
-        "body_md5": hashlib.md5(body).hexdigest(),
-    }
-    query = "&".join(f"{k}={params[k]}" for k in sorted(params))
-    signature = hmac.new(
-        APP_SECRET.encode(), f"POST\n{path}\n{query}".encode(), hashlib.sha256
-    ).hexdigest()
     head = (
-        f"POST {path}?{query}&auth_signature={signature} HTTP/1.1\r\n"
+        f"POST {signed_target('POST', f'/apps/{APP_ID}/events', body)} HTTP/1.1\r\n"
         f"Host: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\n\r\n"
     )
     return head.encode() + body
+
+
+def subscription_count(port: int, channel: str, timeout: float) -> int:
+    """The cluster-wide subscription count of `channel` as the server on `port` reports it
+    (signed `GET /apps/{id}/channels/{name}?info=subscription_count`)."""
+    target = signed_target("GET", f"/apps/{APP_ID}/channels/{channel}", info="subscription_count")
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", target)
+        response = conn.getresponse()
+        body = response.read()
+    finally:
+        conn.close()
+    if response.status != 200:
+        raise RuntimeError(f"GET {channel} on port {port}: {response.status} {body[:200]!r}")
+    return int(json.loads(body).get("subscription_count", 0))

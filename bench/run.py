@@ -6,7 +6,8 @@
     .venv/bin/python -m bench --quick                tiny sizes, one run (the smoke test)
 
 The server runs on CPU 0, the load generator (bench/loadgen.c) on CPU 1; a fresh server process
-per measurement; medians over the runs. See docs/performance.md for the method.
+per measurement; medians over the runs. The cluster-* scenarios run two nodes and a private
+redis-server, all on CPU 0 (ressonance only). See docs/performance.md for the method.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from bench import loadgen
-from bench.scenarios import FULL, QUICK, SCENARIOS, Metrics, Scenario
+from bench.cluster import redis_version, start_cluster
+from bench.scenarios import FULL, QUICK, SCENARIOS, Metrics, Scenario, Target
 from bench.servers import REPO, SOKETI_DIR, soketi_available, start
 
 # what the trivial sink server can serve (one channel list, no auth, no presence, no HTTP)
@@ -41,6 +43,22 @@ RATIO_TARGETS: list[tuple[str, str, str, float]] = [
     ("http-publish", "requests_per_s", ">=", 1.0),
     ("client-events", "deliveries_per_s", ">=", 1.0),
 ]
+# rows that compare two of our own figures:
+# (row scenario, row figure, scenario, over this scenario, figure, minimum ratio or None)
+OWN_RATIOS: list[tuple[str, str, str, str, str, float | None]] = [
+    ("fanout 10k vs 1k", "ours 10k/1k", "fanout-10k", "fanout-1k", "deliveries_per_s", 0.8),
+    ("cluster-fanout-1k vs fanout-1k", "ours 2 nodes/1 deliveries/s",
+     "cluster-fanout-1k", "fanout-1k", "deliveries_per_s", None),
+    ("cluster-latency-1k vs latency-1k", "ours 2 nodes/1 p50",
+     "cluster-latency-1k", "latency-1k", "p50_ms", None),
+    ("cluster-latency-1k vs latency-1k", "ours 2 nodes/1 p99",
+     "cluster-latency-1k", "latency-1k", "p99_ms", None),
+]  # fmt: skip
+# why a server does not run the cluster scenarios (a "—" in the table)
+NO_CLUSTER = {
+    "soketi": "not run: Soketi's cluster needs its Redis adapter, not set up here",
+    "sink": "not run: the sink is one process",
+}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -96,7 +114,7 @@ def machine() -> dict[str, Any]:
     }
 
 
-def versions(src: Path | None, servers: list[str]) -> dict[str, Any]:
+def versions(src: Path | None, servers: list[str], scenarios: list[Scenario]) -> dict[str, Any]:
     rev = _cmd("git", "rev-parse", "--short=12", "HEAD", cwd=REPO)
     dirty = bool(_cmd("git", "status", "--porcelain", "--", "src", cwd=REPO))
     v: dict[str, Any] = {
@@ -107,12 +125,17 @@ def versions(src: Path | None, servers: list[str]) -> dict[str, Any]:
         package = SOKETI_DIR / "node_modules/@soketi/soketi/package.json"
         v["soketi"] = json.loads(package.read_text())["version"]
         v["node"] = _cmd("node", "--version")
+    if any(sc.cluster for sc in scenarios):
+        v["redis"] = redis_version()
     return v
 
 
 def measure(scenario: Scenario, name: str, quick: bool, workdir: Path, src: Path | None) -> Metrics:
-    server = start(name, workdir, src)
+    if scenario.cluster and name in NO_CLUSTER:
+        return {"skipped": NO_CLUSTER[name]}
+    server: Target | None = None
     try:
+        server = start_cluster(workdir, src) if scenario.cluster else start(name, workdir, src)
         deadline = time.monotonic() + SCENARIO_TIMEOUT_S
         metrics = scenario.run(server, QUICK if quick else FULL, deadline, workdir)
         if not server.alive():
@@ -121,10 +144,13 @@ def measure(scenario: Scenario, name: str, quick: bool, workdir: Path, src: Path
     except (RuntimeError, OSError, loadgen.Timeout, subprocess.SubprocessError) as e:
         return {"error": f"{type(e).__name__}: {e}"}
     finally:
-        server.stop()
+        if server is not None:
+            server.stop()
 
 
 def medians(runs: list[Metrics]) -> Metrics:
+    if runs and all("skipped" in r for r in runs):
+        return {"skipped": runs[0]["skipped"]}
     ok = [r for r in runs if "error" not in r]
     out: Metrics = {"runs_ok": len(ok), "runs": len(runs)}
     if not ok:
@@ -156,7 +182,7 @@ def rows(result: dict[str, Any], servers: list[str]) -> list[dict[str, Any]]:
         figures = [sc.main]
         if sc.name.startswith("idle"):
             figures.append("conns_per_s")
-        if sc.name.startswith("latency"):
+        if "latency" in sc.name:
             figures = ["p50_ms", "p95_ms", "p99_ms"]
         for fig in figures:
             row: dict[str, Any] = {"scenario": sc.name, "figure": fig}
@@ -175,14 +201,14 @@ def rows(result: dict[str, Any], servers: list[str]) -> list[dict[str, Any]]:
                     row["met"] = r >= t if op == ">=" else r <= t
             out.append(row)
     ours = med.get("ressonance", {})
-    f1 = ours.get("fanout-1k", {}).get("deliveries_per_s")
-    f10 = ours.get("fanout-10k", {}).get("deliveries_per_s")
-    if f1 and f10:
-        ratio = round(f10 / f1, 3)
-        out.append(
-            {"scenario": "fanout 10k vs 1k", "figure": "ours 10k/1k", "ressonance": ratio,
-             "target": ">= 0.8", "met": ratio >= 0.8}
-        )  # fmt: skip
+    for label, figure, top, bottom, key, minimum in OWN_RATIOS:
+        a, b = ours.get(top, {}).get(key), ours.get(bottom, {}).get(key)
+        if not (a and b):
+            continue
+        row = {"scenario": label, "figure": figure, "ressonance": round(a / b, 3)}
+        if minimum is not None:
+            row |= {"target": f">= {minimum:g}", "met": row["ressonance"] >= minimum}
+        out.append(row)
     growth = ours.get("memory-after-leave", {}).get("rss_growth_pct")
     if isinstance(growth, int | float):
         out.append(
@@ -215,7 +241,12 @@ def table(result: dict[str, Any], servers: list[str]) -> str:
         for sc, m in result["medians"].get(s, {}).items()
         if "error" in m
     ]
-    return "\n".join(text + (["errors:", *errors] if errors else []))
+    skipped = sorted(
+        {f"  {s}: {m['skipped']}" for s in servers for m in result["medians"].get(s, {}).values()
+         if "skipped" in m}
+    )  # fmt: skip
+    notes = (["errors:", *errors] if errors else []) + (["—:", *skipped] if skipped else [])
+    return "\n".join(text + notes)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -245,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
             "ceiling": args.ceiling,
         },
         "machine": machine(),
-        "versions": versions(args.src, servers),
+        "versions": versions(args.src, servers, scenarios),
         "runs": {s: {sc.name: [] for sc in scenarios} for s in servers},
     }
     t0 = time.monotonic()
@@ -257,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
                 for s in order:
                     m = measure(sc, s, args.quick, Path(tmp), args.src)
                     result["runs"][s][sc.name].append(m)
-                    shown = m.get("error") or fmt(m.get(sc.main))
+                    shown = m.get("error") or m.get("skipped") or fmt(m.get(sc.main))
                     elapsed = time.monotonic() - t0
                     print(f"[{elapsed:6.0f}s] run {r + 1}/{runs} {sc.name:18} {s:10} "
                           f"{sc.main} = {shown}", file=sys.stderr, flush=True)  # fmt: skip

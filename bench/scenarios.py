@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from bench.cluster import Cluster
 from bench.loadgen import Session, signed_publish
 from bench.servers import Server
 
 Metrics = dict[str, Any]
+Target = Server | Cluster  # one node, or two nodes on Redis (the cluster-* scenarios)
 
 
 @dataclass(frozen=True)
@@ -42,15 +44,17 @@ LATENCY_RATE = 50_000
 SAMPLE_EVERY = 7  # read the timestamp of every 7th delivery
 
 
-def phase(server: Server, session: Session, command: str) -> Metrics:
-    """Send one phase command; return its result with the server's CPU over the measured span."""
+def phase(server: Target, session: Session, command: str) -> Metrics:
+    """Send one phase command; return its result with the server's CPU over the measured span
+    (`server_cpu`; a cluster adds `node_a_cpu`, `node_b_cpu` and `redis_cpu`)."""
     session.send(command)
     session.read("mark")
-    cpu0, t0 = server.cpu_seconds(), time.monotonic()
+    cpu0, t0 = server.cpu_times(), time.monotonic()
     session.read("end")
-    cpu1, t1 = server.cpu_seconds(), time.monotonic()
+    cpu1, t1 = server.cpu_times(), time.monotonic()
     result = session.read("result")
-    result["server_cpu"] = round((cpu1 - cpu0) / (t1 - t0), 3)
+    for figure, seconds in cpu1.items():
+        result[figure] = round((seconds - cpu0[figure]) / (t1 - t0), 3)
     return result
 
 
@@ -58,7 +62,7 @@ def pick(d: dict[str, Any], *keys: str, keep_zero: bool = True) -> Metrics:
     return {k: d[k] for k in keys if k in d and (keep_zero or d[k])}
 
 
-def connect(server: Server, deadline: float, **opts: str | int) -> tuple[Session, Metrics]:
+def connect(server: Target, deadline: float, **opts: str | int) -> tuple[Session, Metrics]:
     """Open and subscribe the sockets; the ready line tells connections/s and any failure."""
     cpu0, t0 = server.cpu_seconds(), time.monotonic()
     session = Session("ws", server.port, deadline, **opts)
@@ -96,15 +100,26 @@ def idle(full: int, quick: int) -> Callable[[Server, Scale, float], Metrics]:
     return run
 
 
-def fanout(full: int, quick: int, paced: bool) -> Callable[[Server, Scale, float], Metrics]:
-    """One private channel, N subscribers, one publisher socket sending client events."""
+def fanout(full: int, quick: int, paced: bool) -> Callable[[Target, Scale, float], Metrics]:
+    """One private channel, N subscribers, one publisher socket sending client events.
 
-    def run(server: Server, scale: Scale, deadline: float) -> Metrics:
+    On a cluster the publisher is on node A and the subscribers alternate between A and B; the
+    measurement starts once both nodes count every subscription (they hear each other).
+    """
+
+    def run(server: Target, scale: Scale, deadline: float) -> Metrics:
         n = scale.n(full, quick)
+        opts: dict[str, str | int]
         opts = dict(subs=n, channels=1, prefix="private-fan", pub_sockets=1, publish_from="pubs")
+        if isinstance(server, Cluster):
+            opts["port2"] = server.port2
         session, _ready = connect(server, deadline, fanout=n, **opts)
         with session:
+            mesh: Metrics = {}
+            if isinstance(server, Cluster):  # n subscribers + the publisher, on both nodes
+                mesh["mesh_s"] = round(server.wait_counted("private-fan0", n + 1, deadline), 2)
             timing = f"{scale.warmup_ms} {scale.dur_ms} {SAMPLE_EVERY}"
+            keys: tuple[str, ...]
             if paced:
                 rate = scale.n(LATENCY_RATE, 5_000)
                 r = phase(server, session, f"open {rate} {timing}")
@@ -112,7 +127,9 @@ def fanout(full: int, quick: int, paced: bool) -> Callable[[Server, Scale, float
             else:
                 r = phase(server, session, f"closed {WINDOW_PUBLISHES * n} {timing}")
                 keys = ("deliveries_per_s", "p50_ms", "p99_ms")
-        return pick(r, *keys, "client_cpu", "server_cpu") | pick(r, "first_error", keep_zero=False)
+        parts = ("node_a_cpu", "node_b_cpu", "redis_cpu")  # a cluster's only
+        extra = pick(r, "lost", "first_error", keep_zero=False)
+        return pick(r, *keys, "client_cpu", "server_cpu", *parts) | extra | mesh
 
     return run
 
@@ -197,13 +214,14 @@ def http_publish(server: Server, scale: Scale, deadline: float, workdir: Path) -
 @dataclass(frozen=True)
 class Scenario:
     name: str
-    run: Callable[[Server, Scale, float, Path], Metrics]
+    run: Callable[..., Metrics]  # (server: Target, scale, deadline, workdir) -> figures
     main: str  # the headline figure
     higher_is_better: bool
     about: str
+    cluster: bool = False  # runs on two nodes and a redis-server (ressonance only)
 
 
-def _no_dir(f: Callable[[Server, Scale, float], Metrics]) -> Callable[..., Metrics]:
+def _no_dir(f: Callable[[Any, Scale, float], Metrics]) -> Callable[..., Metrics]:
     return lambda server, scale, deadline, _workdir: f(server, scale, deadline)
 
 
@@ -233,3 +251,12 @@ SCENARIOS: list[Scenario] = [
         "memory-after-leave", _no_dir(memory_after_leave), "rss_growth_pct", False, "10k then 0"
     ),
 ]
+
+
+def on_cluster(single: Scenario) -> Scenario:
+    """The same scenario on two nodes over Redis (bench/cluster.py)."""
+    about = f"{single.name} on 2 nodes via Redis"
+    return replace(single, name=f"cluster-{single.name}", about=about, cluster=True)
+
+
+SCENARIOS += [on_cluster(sc) for sc in SCENARIOS if sc.name in ("fanout-1k", "latency-1k")]

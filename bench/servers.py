@@ -60,6 +60,10 @@ class Server:
             fields = f.read().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / TICKS
 
+    def cpu_times(self) -> dict[str, float]:
+        """CPU seconds by figure name (a cluster also reports its parts)."""
+        return {"server_cpu": self.cpu_seconds()}
+
     def alive(self) -> bool:
         return self.proc.poll() is None
 
@@ -86,9 +90,10 @@ def _wait_listening(server: Server, timeout: float = 20.0) -> None:
     raise RuntimeError(f"{server.name} did not listen on {server.port} within {timeout:.0f} s")
 
 
-def _spawn(
+def spawn(
     name: str, port: int, argv: list[str], env: dict[str, str], cwd: Path, logdir: Path
 ) -> Server:
+    """Start `argv` pinned to CPU 0 in its own process group; return once it accepts on `port`."""
     log = logdir / f"{name}-{port}.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
@@ -102,7 +107,11 @@ def _spawn(
             start_new_session=True,  # its own process group: killed as one, Ctrl-C or not
         )
     server = Server(name, port, proc, log)
-    _wait_listening(server)
+    try:
+        _wait_listening(server)
+    except BaseException:  # Ctrl-C while it starts: it has its own session, so kill it here
+        server.stop()
+        raise
     return server
 
 
@@ -128,14 +137,17 @@ SOKETI_APP = {
 }
 
 
-def start_ressonance(logdir: Path, src: Path | None = None) -> Server:
+def start_ressonance(
+    logdir: Path, src: Path | None = None, extra: tuple[str, ...] = (), name: str = "ressonance"
+) -> Server:
+    """One node; `extra` CLI flags (a cluster node gets `--broker URL --node-id ID`)."""
     port = free_port()
     env = {f"RESSONANCE_APP_{k}": v for k, v in RESSONANCE_APP.items()}
     env["RESSONANCE_LOG_LEVEL"] = "warning"
     if src is not None:
         env["PYTHONPATH"] = str(src)
     argv = [sys.executable, "-m", "ressonance", "serve", "--host", "127.0.0.1", "--port", str(port)]
-    return _spawn("ressonance", port, argv, env, REPO, logdir)
+    return spawn(name, port, [*argv, *extra], env, REPO, logdir)
 
 
 def soketi_available() -> bool:
@@ -159,13 +171,13 @@ def start_soketi(logdir: Path) -> Server:
         "SOKETI_CLUSTER_PORT": str(free_port()),
     }
     argv = ["node", "node_modules/@soketi/soketi/bin/server.js", "start"]
-    return _spawn("soketi", port, argv, env, SOKETI_DIR, logdir)
+    return spawn("soketi", port, argv, env, SOKETI_DIR, logdir)
 
 
 def start_sink(logdir: Path) -> Server:
     """`loadgen sink`: a trivial C server, to measure the load generator's own ceiling."""
     port = free_port()
-    return _spawn("sink", port, [str(LOADGEN), "sink", "--port", str(port)], {}, REPO, logdir)
+    return spawn("sink", port, [str(LOADGEN), "sink", "--port", str(port)], {}, REPO, logdir)
 
 
 def start(name: str, logdir: Path, src: Path | None = None) -> Server:
