@@ -86,6 +86,7 @@ class Edge(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.state = CLOSED
         self.listener.connections.discard(self)
+        self._drop_reader()
         self._detach()
         if self._task is not None and not self._task.done():
             self._task.cancel()
@@ -122,6 +123,11 @@ class Edge(asyncio.Protocol):
         except HttpFault as fault:
             self._refuse(fault)
 
+    def _drop_reader(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+
     def _refuse(self, fault: HttpFault) -> None:
         """Answer a request that cannot be served, then close (bad input never goes on)."""
         if self.transport is None or self.state != HTTP:
@@ -129,7 +135,7 @@ class Edge(asyncio.Protocol):
         body = messages.dumps({"error": fault.message, "code": fault.status}).encode()
         headers = handshake.refusal_headers(fault)
         self.transport.write(serialize(Response(fault.status, body, headers=headers), False))
-        self._reader = None
+        self._drop_reader()
         self.state = CLOSING
         self.transport.close()
 
@@ -174,7 +180,7 @@ class Edge(asyncio.Protocol):
             raise HttpFault(503, "Server is shutting down")
         assert self.transport is not None
         self.transport.pause_reading()
-        self._reader = None
+        self._drop_reader()
         self._task = asyncio.get_running_loop().create_task(self._open(upgrade, rest))
 
     async def _open(self, upgrade: handshake.Upgrade, rest: bytes) -> None:

@@ -93,7 +93,7 @@ class RequestReader:
 
     def __init__(self, max_body: int) -> None:
         self._max_body = max_body
-        self._parser = httptools.HttpRequestParser(self)
+        self._parser: httptools.HttpRequestParser | None = httptools.HttpRequestParser(self)
         self._reset()
         self._done: list[Request] = []
         self._in_head = False  # a request has begun and its headers are not complete
@@ -106,8 +106,14 @@ class RequestReader:
         self._body_size = 0
         self._header_bytes = 0
 
+    def close(self) -> None:
+        """Break the reader ↔ parser cycle (the parser holds the reader's callbacks), so both
+        are freed as soon as the connection lets go, not at the next full garbage collection."""
+        self._parser = None
+
     def feed(self, data: bytes) -> tuple[list[Request], bytes | None]:
         rest: bytes | None = None
+        assert self._parser is not None, "feed() after close()"
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
@@ -159,6 +165,7 @@ class RequestReader:
 
     def on_message_complete(self) -> None:
         parser = self._parser
+        assert parser is not None  # callbacks run only inside feed()
         try:
             parsed = httptools.parse_url(self._url)
         except httptools.HttpParserInvalidURLError:
