@@ -11,6 +11,7 @@ from ressonance.apps.static import StaticAppStore
 from ressonance.config import Settings
 from ressonance.http.api import Api
 from ressonance.node.node import Node
+from ressonance.reclaim import Reclaimer
 from ressonance.scaling.factory import make_broker
 from ressonance.transport.listener import Listener
 
@@ -38,6 +39,7 @@ class Server:
         self.api = Api(self.node, self.apps)
         self.listener: Listener | None = None
         self._timers: list[asyncio.Task[None]] = []
+        self.reclaimer = Reclaimer()
 
     async def start(self) -> None:
         await self.node.start()
@@ -46,10 +48,15 @@ class Server:
             self.settings.host, self.settings.port, reuse_port=self.settings.workers > 1
         )
         self._timers = [
-            asyncio.create_task(self._every(SWEEP_INTERVAL, self.listener.sweep)),
+            asyncio.create_task(self._every(SWEEP_INTERVAL, self._sweep)),
             asyncio.create_task(self._every(CLUSTER_INTERVAL, self.node.tick)),
             asyncio.create_task(self._every(HOUSEKEEPING_INTERVAL, self.node.sweep)),
         ]
+
+    def _sweep(self) -> None:
+        assert self.listener is not None
+        self.listener.sweep()
+        self.reclaimer.observe(len(self.listener.connections))
 
     @staticmethod
     async def _every(interval: float, action: object) -> None:
