@@ -71,6 +71,25 @@ async def test_payloads_arrive_byte_for_byte(cluster: Cluster) -> None:
     assert [c[1] for c in rb.controls] == payloads
 
 
+async def test_frames_larger_than_an_engine_message_arrive_whole_and_in_order(
+    cluster: Cluster,
+) -> None:
+    """A node's full state can pass NATS's 1 MiB max_payload: it is sent in fragments."""
+    a, ra = await cluster.started("a")
+    _, rb = await cluster.started("b")
+    big = json.dumps({"members": ["ü" * 40 + str(n) for n in range(60_000)]}, ensure_ascii=False)
+    assert len(big.encode()) > 3 * 1024 * 1024
+    a.send("before")
+    a.send(big)
+    a.publish("1001", "c", big, None)
+    a.send("after")
+    await eventually(lambda: len(rb.controls) == 3 and len(rb.deliveries) == 1, timeout=20)
+    assert rb.controls == [("a", "before"), ("a", big), ("a", "after")]
+    assert rb.deliveries == [("1001", "c", big, None)]
+    await quiet()
+    assert ra.controls == [] and ra.deliveries == []
+
+
 async def test_three_brokers_each_get_the_other_twos_traffic(cluster: Cluster) -> None:
     started = [await cluster.started(name) for name in ("a", "b", "c")]
     for broker, _ in started:
@@ -86,6 +105,7 @@ async def test_three_brokers_each_get_the_other_twos_traffic(cluster: Cluster) -
 async def test_connected_after_start(cluster: Cluster) -> None:
     a, _ = await cluster.started("a")
     assert a.connected
+    assert a.dropped == 0
 
 
 async def test_close_sends_what_was_queued(cluster: Cluster) -> None:

@@ -25,8 +25,11 @@ class BrokerHandler(Protocol):
         """A control message sent by node ``origin`` with :meth:`Broker.send`."""
 
     def link_changed(self, up: bool) -> None:
-        """The broker lost (``False``) or regained (``True``) its link to the engine. After a
-        ``True`` the node re-announces itself: messages may have been lost while it was down."""
+        """The broker lost (``False``) or gained (``True``) its link to the engine. After a
+        ``True`` the node (re-)announces itself: messages may have been lost while it was down.
+        A networked broker calls it on its first connect too, during :meth:`Broker.start` or
+        later when the engine was down at start; the memory broker is always up and never calls
+        it, so the node also announces itself when ``start`` returns connected."""
 
 
 class Broker(Protocol):
@@ -50,6 +53,11 @@ class Broker(Protocol):
     @property
     def connected(self) -> bool:
         """Whether the link to the engine is up now (readiness, cluster liveness checks)."""
+
+    @property
+    def dropped(self) -> int:
+        """Frames given up so far: the oldest when the queue was full, and ones the engine
+        refused or lost with a failed write (for metrics)."""
 
     async def close(self) -> None:
         """Send what is queued (bounded wait), then stop delivering and disconnect."""

@@ -48,6 +48,10 @@ class MemoryBroker:
     def connected(self) -> bool:
         return True
 
+    @property
+    def dropped(self) -> int:
+        return 0  # delivery is a function call: nothing is queued or lost
+
     def publish(self, app_id: str, channel: str, message: str, exclude: str | None) -> None:
         self.bus.post(self, lambda h: h.deliver(app_id, channel, message, exclude))
 

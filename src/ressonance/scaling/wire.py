@@ -9,6 +9,16 @@ fields separated by ``\\x1f`` (ASCII unit separator), the free-form text always 
 ``exclude`` is empty for "nobody" (a socket id is never empty). Node ids, app ids and channel
 names never contain ``\\x1f``; messages and payloads may, since they are split off last. A
 receiver drops frames whose origin is its own node, and logs and skips frames it cannot read.
+
+A frame longer than :data:`FRAGMENT_CHARS` (a node's full ``state`` with thousands of presence
+members, say) goes out as fragments, since NATS refuses messages over its ``max_payload``
+(1 MiB by default)::
+
+    F<origin>\\x1f<id>\\x1f<index>\\x1f<count>\\x1f<piece>             one piece of a frame
+
+Frames from one node arrive in order, so the receiver joins the pieces of each origin as they
+come; a missing piece (at most once delivery) discards that frame, and the node's sequence
+numbers then ask for its state again (:mod:`ressonance.node.cluster`).
 """
 
 from __future__ import annotations
@@ -26,6 +36,10 @@ log = logging.getLogger("ressonance.scaling")
 SEP = "\x1f"
 PUBLICATION = "P"
 CONTROL = "C"
+FRAGMENT = "F"
+# 200,000 characters are at most 800,000 bytes of UTF-8: under NATS's default max_payload
+FRAGMENT_CHARS = 200_000
+MAX_FRAGMENTS = 320  # a frame of up to 64 M characters; longer ones are refused
 
 
 def redact(url: str) -> str:
@@ -42,6 +56,49 @@ def encode_publication(
 
 def encode_control(origin: str, payload: str) -> str:
     return f"{CONTROL}{origin}{SEP}{payload}"
+
+
+def fragment(origin: str, frame_id: int, frame: str, size: int = FRAGMENT_CHARS) -> list[str]:
+    """``frame`` as fragments of at most ``size`` characters of it each."""
+    count = -(-len(frame) // size)
+    return [
+        f"{FRAGMENT}{origin}{SEP}{frame_id}{SEP}{index}{SEP}{count}{SEP}"
+        + frame[index * size : (index + 1) * size]
+        for index in range(count)
+    ]
+
+
+class Reassembler:
+    """Joins the fragments of each origin back into frames (they arrive in order per origin)."""
+
+    def __init__(self) -> None:
+        self._partial: dict[str, tuple[str, int, list[str]]] = {}  # origin → (id, count, pieces)
+
+    def add(self, frame: str) -> str | None:
+        """Take a fragment frame; return the whole frame once its last piece came."""
+        origin, frame_id, index, count, piece = frame[1:].split(SEP, 4)
+        n, total = int(index), int(count)
+        if not 0 < total <= MAX_FRAGMENTS:
+            raise ValueError(f"{total} fragments")
+        partial = self._partial.get(origin)
+        if n == 0:
+            if partial is not None:
+                log.warning("broker: dropped an incomplete frame from %s", origin)
+            partial = self._partial[origin] = (frame_id, total, [])
+        elif partial is None or partial[0] != frame_id or len(partial[2]) != n:
+            self._partial.pop(origin, None)
+            log.warning("broker: dropped an incomplete frame from %s (a piece was lost)", origin)
+            return None
+        pieces = partial[2]
+        pieces.append(piece)
+        if len(pieces) < total:
+            return None
+        del self._partial[origin]
+        return "".join(pieces)
+
+    def forget(self) -> None:
+        """The link went down: pieces still missing will not come."""
+        self._partial.clear()
 
 
 def dispatch(frame: str, own: str, handler: BrokerHandler) -> None:
@@ -121,6 +178,8 @@ class WireBroker:
         self.outbox = Outbox(capacity)
         self.handler: BrokerHandler | None = None
         self.up = False
+        self._fragments = Reassembler()
+        self._next_id = 0
 
     @property
     def connected(self) -> bool:
@@ -132,20 +191,46 @@ class WireBroker:
         return self.outbox.dropped
 
     def publish(self, app_id: str, channel: str, message: str, exclude: str | None) -> None:
-        self.outbox.put(encode_publication(self.node_id, app_id, channel, message, exclude))
+        self._put(encode_publication(self.node_id, app_id, channel, message, exclude))
 
     def send(self, payload: str) -> None:
-        self.outbox.put(encode_control(self.node_id, payload))
+        self._put(encode_control(self.node_id, payload))
+
+    def _put(self, frame: str) -> None:
+        if len(frame) <= FRAGMENT_CHARS:
+            self.outbox.put(frame)
+            return
+        if len(frame) > FRAGMENT_CHARS * MAX_FRAGMENTS:
+            log.error("broker: a frame of %d characters is too large to send", len(frame))
+            self.outbox.dropped += 1
+            return
+        self._next_id += 1
+        for piece in fragment(self.node_id, self._next_id, frame):
+            self.outbox.put(piece)
 
     def received(self, frame: str) -> None:
-        if self.handler is not None:
-            dispatch(frame, self.node_id, self.handler)
+        if self.handler is None:
+            return
+        if frame[:1] == FRAGMENT:
+            if frame.startswith(self.node_id + SEP, 1):
+                return  # this node's own, back from the engine
+            try:
+                whole = self._fragments.add(frame)
+            except ValueError:
+                log.warning("broker: skipped a malformed fragment (%d chars)", len(frame))
+                return
+            if whole is None:
+                return
+            frame = whole
+        dispatch(frame, self.node_id, self.handler)
 
     def link_changed(self, up: bool) -> None:
         """Record the link state and tell the handler, once per change."""
         if up == self.up:
             return
         self.up = up
+        if not up:
+            self._fragments.forget()
         if self.handler is not None:
             try:
                 self.handler.link_changed(up)
