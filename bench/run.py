@@ -56,8 +56,8 @@ OWN_RATIOS: list[tuple[str, str, str, str, str, float | None]] = [
 ]  # fmt: skip
 # why a server does not run the cluster scenarios (a "—" in the table)
 NO_CLUSTER = {
-    "soketi": "not run: Soketi's cluster needs its Redis adapter, not set up here",
-    "sink": "not run: the sink is one process",
+    "soketi": "Soketi's cluster (its Redis adapter) is not set up by the suite",
+    "sink": "the sink is one process",
 }
 
 
@@ -245,7 +245,8 @@ def table(result: dict[str, Any], servers: list[str]) -> str:
         {f"  {s}: {m['skipped']}" for s in servers for m in result["medians"].get(s, {}).values()
          if "skipped" in m}
     )  # fmt: skip
-    notes = (["errors:", *errors] if errors else []) + (["—:", *skipped] if skipped else [])
+    notes = ["errors:", *errors] if errors else []
+    notes += ["not run (— in the table), the cluster-* scenarios:", *skipped] if skipped else []
     return "\n".join(text + notes)
 
 
