@@ -182,6 +182,8 @@ def rows(result: dict[str, Any], servers: list[str]) -> list[dict[str, Any]]:
         figures = [sc.main]
         if sc.name.startswith("idle"):
             figures.append("conns_per_s")
+        if sc.name == "memory-after-leave":
+            figures.append("cycle_growth_pct")  # a leak would grow from cycle to cycle
         if "latency" in sc.name:
             figures = ["p50_ms", "p95_ms", "p99_ms"]
         for fig in figures:
@@ -191,7 +193,13 @@ def rows(result: dict[str, Any], servers: list[str]) -> list[dict[str, Any]]:
                 row[s] = m.get(fig)
                 row[f"{s}_client_cpu"] = m.get("client_cpu")
             ours, theirs = row.get("ressonance"), row.get("soketi")
-            if isinstance(ours, int | float) and isinstance(theirs, int | float) and theirs:
+            comparable = fig != "cycle_growth_pct"  # near zero, either sign: no ratio
+            if (
+                comparable
+                and isinstance(ours, int | float)
+                and isinstance(theirs, int | float)
+                and theirs
+            ):
                 row["ratio"] = round(ours / theirs, 3)
             if (sc.name, fig) in targets and "ressonance" in servers:
                 op, t = targets[(sc.name, fig)]
