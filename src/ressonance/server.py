@@ -69,10 +69,11 @@ class Server:
                 log.exception("periodic task failed")
 
     async def stop(self, drain_timeout: float = DRAIN_TIMEOUT) -> None:
-        for timer in self._timers:
-            timer.cancel()
+        # the timers run on through the drain: time-outs of closing sockets, heartbeats
         if self.listener is not None:
             await self.listener.drain(drain_timeout)
+        for timer in self._timers:
+            timer.cancel()
         await self.node.stop()
 
 

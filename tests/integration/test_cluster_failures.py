@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.integration.wsclient import PusherWS, pusher
+from tests.integration.wsclient import PusherWS, RawConn, pusher
 from tests.support.cluster import Cluster, run_cluster
+from tests.support.server import DEFAULT_APPS
 from tests.support.services import Service, nats_server, redis_server
 
 pytestmark = pytest.mark.timeout(120)
@@ -154,3 +156,41 @@ def test_broker_outage_keeps_local_sockets_served_and_cross_node_delivery_resume
         cluster.assert_no_traceback()
     print(f"\n{name} down {outage:.0f} s, then back: first cross-node event after {seconds:.2f} s")
     assert seconds <= 5
+
+
+def test_a_draining_nodes_clients_are_not_counted_twice_when_they_reconnect(
+    tmp_path: Path, redis: Service
+) -> None:
+    """A rolling deploy of an app near its max_connections: the clients a draining node closes
+    with 4200 reconnect to another node at once and must be admitted (not refused with 4004,
+    which pusher-js does not retry), so the draining node tells the others it let them go
+    before its drain ends (which a client that does not answer the close holds up)."""
+    app = {**DEFAULT_APPS[0], "max_connections": 6}
+    with run_cluster(tmp_path, redis.url, size=2, apps=[app]) as cluster:
+
+        async def scenario() -> list[str]:
+            async with contextlib.AsyncExitStack() as stack:
+                leaving = [await stack.enter_async_context(pusher(cluster[0])) for _ in range(3)]
+                # a client that never answers the close keeps the drain going (as real ones do)
+                stuck = await RawConn.open(cluster[0].host, cluster[0].port)
+                stack.push_async_callback(stuck.close)
+                path = f"/app/{app['key']}?protocol=7"
+                assert await stuck.handshake(cluster[0].host, cluster[0].port, path) == 101
+                for _ in range(2):
+                    await stack.enter_async_context(pusher(cluster[1]))
+                await asyncio.sleep(2.5)  # two heartbeats: each node knows the other's count
+                cluster[0].process.send_signal(signal.SIGTERM)  # not terminate(): no waiting
+                outcomes = []
+                for client in leaving:  # reconnect at once, as pusher-js does after a 4200
+                    error = await client.expect("pusher:error", 5)
+                    assert error["data"]["code"] == 4200
+                    try:
+                        again = await stack.enter_async_context(pusher(cluster[1]))
+                        outcomes.append("admitted" if await again.is_open(0.5) else "closed")
+                    except Exception as exc:  # a refusal is the outcome here
+                        outcomes.append(f"refused: {exc!r}"[:200])
+                return outcomes
+
+        outcomes = asyncio.run(scenario())
+        assert cluster[0].process.wait(timeout=15) == 0
+    assert outcomes == ["admitted"] * 3, outcomes

@@ -82,6 +82,7 @@ class Node:
         self._pending_counts: set[tuple[str, str]] = set()
         self._changed_counts: set[tuple[str, str]] = set()
         self._link_up_since: float | None = None
+        self._draining = False
 
     async def start(self) -> None:
         await self.broker.start(self)
@@ -395,14 +396,29 @@ class Node:
         now = self.clock()
         if self._link_up_since is None:
             self._link_up_since = now
-        self.view.hello(self.hub.connections(), self.hub.counts(), now)
+        self.view.hello(self._connections(), self.hub.counts(), now)
         self._send()
+
+    @property
+    def has_peers(self) -> bool:
+        return bool(self.view.peers)
+
+    def draining(self) -> None:
+        """A drain starts: from now on the heartbeats count no connections here, since every
+        one is about to be closed with 4200 and reconnect elsewhere (it must not be counted
+        twice against ``max_connections`` there). Tells the other nodes at once."""
+        self._draining = True
+        self.view.heartbeat({})
+        self._send()
+
+    def _connections(self) -> dict[str, int]:
+        return {} if self._draining else self.hub.connections()
 
     def tick(self) -> None:
         """Every second: a heartbeat; drop nodes silent for ``node_timeout`` seconds (only
         while this node's own link has been up that long: silence must be theirs)."""
         now = self.clock()
-        self.view.heartbeat(self.hub.connections())
+        self.view.heartbeat(self._connections())
         if self._link_up_since is not None and now - self._link_up_since >= self.node_timeout:
             for node_id in self.view.silent(now, self.node_timeout):
                 log.warning("node %s went silent: removing its members", node_id)
@@ -425,7 +441,7 @@ class Node:
             elif isinstance(effect, Terminate):
                 self._terminate_here(effect.app_id, effect.user_id)
             elif isinstance(effect, SendState):
-                self.view.send_state(self.hub.connections(), self.hub.counts(), self.clock())
+                self.view.send_state(self._connections(), self.hub.counts(), self.clock())
 
     def _send(self) -> None:
         outbox = self.view.outbox

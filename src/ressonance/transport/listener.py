@@ -21,6 +21,7 @@ class Listener:
     """Shared context of every :class:`Edge`: the node, the API, limits and time-outs."""
 
     close_timeout = 3.0
+    announce_delay = 0.1  # seconds between telling the other nodes of a drain and the 4200s
 
     def __init__(self, settings: Settings, node: Node, api: Api, apps: AppStore) -> None:
         self.node = node
@@ -96,6 +97,11 @@ class Listener:
         self.draining = True
         if self._server is not None:
             self._server.close()
+        # The other nodes first hear that this node's connections are leaving, so that the
+        # clients reconnecting to them are not counted twice against max_connections.
+        self.node.draining()
+        if self.node.has_peers:
+            await asyncio.sleep(self.announce_delay)
         for edge in list(self.connections):
             if edge.state == OPEN:
                 self.node.fail(edge, codes.RECONNECT_NOW, "Server is restarting")
