@@ -54,3 +54,13 @@ def test_the_default_piece_fits_nats_default_max_payload() -> None:
     worst = "🎉" * FRAGMENT_CHARS  # 4 bytes each in UTF-8
     (piece,) = fragment("node-with-a-long-id", 1, worst)
     assert len(piece.encode()) < 1024 * 1024
+
+
+def test_a_frame_without_a_utf8_form_is_dropped_and_counted_not_queued() -> None:
+    from ressonance.scaling.wire import WireBroker
+
+    broker = WireBroker("redis://127.0.0.1:1/0", "a", capacity=10)
+    broker.publish("1", "c", '{"data":"\ud800"}', None)  # a lone surrogate
+    broker.send("ok ü")
+    assert broker.dropped == 1
+    assert list(broker.outbox.frames) == [encode_control("a", "ok ü")]

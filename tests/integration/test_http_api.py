@@ -269,6 +269,19 @@ def test_non_json_body_is_400_with_a_reason(api: Api) -> None:
     assert resp.status == 400 and resp.raw.strip(), resp
 
 
+def test_a_lone_surrogate_in_an_event_is_400(api: Api) -> None:
+    """A name or data with an unpaired \\ud800 escape could never be sent to a socket or to
+    the other nodes of a cluster: refused like bad JSON."""
+    for body in (
+        b'{"name":"e\\ud800","channel":"c","data":"x"}',
+        b'{"name":"e","channel":"c","data":"\\udfff"}',
+    ):
+        resp = api.call("POST", EVENTS, raw_body=body)
+        assert resp.status == 400 and resp.raw.strip(), resp
+    ok = api.call("POST", EVENTS, raw_body=b'{"name":"e","channel":"c","data":"\\ud83d\\ude00"}')
+    assert ok.status == 200, ok
+
+
 def test_data_over_max_payload_kb_is_413(server: RunningServer, api: Api) -> None:
     big = "x" * (10 * 1024 + 1)
     assert api.call("POST", EVENTS, {"name": "e", "channel": "c", "data": big}).status == 413

@@ -56,3 +56,28 @@ def test_subscription_error_shape() -> None:
         "channel": "private-a",
         "data": {"type": "AuthError", "error": "bad", "status": 401},
     }
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"event":"client-x","channel":"private-a","data":"\\ud800"}',
+        '{"event":"client-x","channel":"private-a","data":{"k":"a\\uDC00b"}}',
+        '{"event":"\\udbff"}',
+    ],
+)
+def test_a_lone_surrogate_escape_is_refused_like_bad_json(text: str) -> None:
+    """It decodes to a string with no UTF-8 form: relayed, it would fail every later send."""
+    with pytest.raises(PusherError) as info:
+        messages.parse_client_frame(text)
+    assert info.value.code == 4300
+
+
+def test_surrogate_pairs_and_plain_backslashes_still_pass() -> None:
+    frame = messages.parse_client_frame(
+        '{"event":"client-x","data":"\\ud83d\\ude00 \\\\ud800 \\\\uDC00"}'
+    )
+    assert frame.data == "😀 \\ud800 \\uDC00"
+    assert messages.loads(b'{"a":"\\uD83D\\uDE00"}') == {"a": "😀"}
+    with pytest.raises(ValueError):
+        messages.loads(b'{"a":"\\ud800"}')

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
-from ressonance.protocol.presence import Member, PresenceRoster
+import pytest
+
+from ressonance.errors import SubscriptionError
+from ressonance.protocol.presence import Member, PresenceRoster, parse_channel_data
 
 
 def test_first_and_last_socket_rules() -> None:
@@ -14,3 +17,11 @@ def test_first_and_last_socket_rules() -> None:
     assert roster.remove("1") is True
     assert roster.remove("1") is False  # unknown user: nothing to remove
     assert roster.user_ids() == ["2"]
+
+
+def test_channel_data_with_a_lone_surrogate_is_refused() -> None:
+    with pytest.raises(SubscriptionError):
+        parse_channel_data('{"user_id":"1","user_info":{"name":"\\ud800"}}', 1000)
+    assert (
+        parse_channel_data('{"user_id":"1","user_info":"\\ud83d\\ude00"}', 1000).user_info == "😀"
+    )

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -16,7 +15,7 @@ from ressonance.http import auth
 from ressonance.models import App
 from ressonance.node import queries
 from ressonance.node.node import Node
-from ressonance.protocol import channels
+from ressonance.protocol import channels, messages
 from ressonance.protocol.messages import dumps
 from ressonance.transport.http11 import Request, Response
 
@@ -201,7 +200,7 @@ def _json_body(request: Request) -> dict[str, Any]:
     if not request.body:
         raise HttpError(400, "The request needs a JSON body")
     try:
-        body = json.loads(request.body)
+        body = messages.loads(request.body)
     except (ValueError, RecursionError):
         raise HttpError(400, "The body is not valid JSON") from None
     if not isinstance(body, dict):

@@ -22,6 +22,24 @@ def dumps(value: Any) -> str:
     return _dumps(value)
 
 
+def loads(text: str | bytes) -> Any:
+    """``json.loads`` for what clients send. Refuses (``ValueError``) a lone surrogate escape
+    such as ``"\\ud800"``: it decodes to a string that has no UTF-8 form, so every frame or
+    broker message that later carried it could not be sent."""
+    value = json.loads(text)
+    escaped = (
+        b"\\ud" in text or b"\\uD" in text
+        if isinstance(text, bytes)
+        else ("\\ud" in text or "\\uD" in text)
+    )
+    if escaped:
+        try:
+            _dumps(value).encode()
+        except UnicodeEncodeError:
+            raise ValueError("a lone surrogate in a string") from None
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class ClientMessage:
     """A parsed client frame. ``data`` is as sent: an object, a string or absent (None)."""
@@ -35,7 +53,7 @@ class ClientMessage:
         data = self.data
         if isinstance(data, str):
             try:
-                data = json.loads(data)
+                data = loads(data)
             except ValueError:
                 return {}
         return data if isinstance(data, dict) else {}
@@ -44,7 +62,7 @@ class ClientMessage:
 def parse_client_frame(text: str) -> ClientMessage:
     """Parse one text frame. Raises :class:`PusherError` (4300, non-fatal) for bad input."""
     try:
-        frame = json.loads(text)
+        frame = loads(text)
     except (ValueError, RecursionError):
         raise PusherError(INVALID_MESSAGE, "Invalid message: not JSON") from None
     if not isinstance(frame, dict):

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ressonance.errors import SubscriptionError
+from ressonance.protocol import messages
 
 MAX_USER_ID_LENGTH = 128
 
@@ -29,7 +30,7 @@ def parse_channel_data(channel_data: object, max_info_bytes: int) -> Member:
     if not isinstance(channel_data, str):
         raise SubscriptionError("AuthError", "Presence channels need channel_data", 401)
     try:
-        decoded = json.loads(channel_data)
+        decoded = messages.loads(channel_data)
     except (ValueError, RecursionError):
         raise SubscriptionError("AuthError", "channel_data is not valid JSON", 401) from None
     if not isinstance(decoded, dict):

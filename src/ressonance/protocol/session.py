@@ -6,7 +6,6 @@ returned action (PROTOCOL.md A §1.3, §1.7, §1.8; Part B items 3-6). Nothing h
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -150,7 +149,7 @@ class Session:
         if not signatures.verify(expected, data.get("auth")):
             raise PusherError(codes.UNAUTHORIZED, "Invalid sign-in signature")
         try:
-            user = json.loads(user_data)
+            user = messages.loads(user_data)
         except (ValueError, RecursionError):
             raise PusherError(codes.UNAUTHORIZED, "user_data is not valid JSON") from None
         user_id = user.get("id") if isinstance(user, dict) else None

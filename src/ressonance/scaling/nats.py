@@ -146,7 +146,7 @@ class NatsBroker(WireBroker):
                 for frame in batch:
                     try:
                         await self._nc.publish(self.subject, frame.encode())
-                    except NatsError as exc:
+                    except Exception as exc:  # NatsError, or anything else: keep writing
                         lost.append(exc)
             finally:
                 outbox.done(len(lost))

@@ -197,6 +197,13 @@ class WireBroker:
         self._put(encode_control(self.node_id, payload))
 
     def _put(self, frame: str) -> None:
+        if not frame.isascii():  # O(1) in CPython; only non-ASCII frames pay for the check
+            try:
+                frame.encode()
+            except UnicodeEncodeError:  # a lone surrogate: the engine's write would fail
+                log.error("broker: dropped a frame that has no UTF-8 form")
+                self.outbox.dropped += 1
+                return
         if len(frame) <= FRAGMENT_CHARS:
             self.outbox.put(frame)
             return
