@@ -10,6 +10,7 @@ restarting forever.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import dataclasses
 import logging
 import os
@@ -25,12 +26,32 @@ EARLY_FAILURE = 3.0  # seconds: a worker that exits sooner than this is not rest
 RESTART_DELAY = 1.0
 
 
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGTERM this worker when the supervisor dies (even by SIGKILL), so no orphan
+    keeps serving on the shared port beside a new instance."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux/glibc: the worker just outlives a killed parent
+        pass
+
+
 def _spawn(settings: Settings, index: int, run: Callable[[Settings], None]) -> int:
+    # SIGTERM/SIGINT are held during the fork: the child must not run the parent's handler
+    # (it would signal its siblings) before it has put back the defaults
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     pid = os.fork()
     if pid:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
         return pid
-    for sig in (signal.SIGTERM, signal.SIGINT):  # the worker's loop installs its own handlers
+    for sig in STOP_SIGNALS:  # the worker's loop installs its own handlers
         signal.signal(sig, signal.SIG_DFL)
+    _die_with_parent()
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     code = 0
     try:
         # ``workers`` stays as set: the worker listens with SO_REUSEPORT because of it
@@ -59,6 +80,8 @@ def supervise(settings: Settings, run: Callable[[Settings], None]) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     for index in range(1, settings.workers + 1):
+        if stopping:  # a signal during start-up: start no more
+            break
         workers[_spawn(settings, index, run)] = (index, time.monotonic())
     log.info("started %d workers on port %s", settings.workers, settings.port)
     while workers:
@@ -79,7 +102,8 @@ def supervise(settings: Settings, run: Callable[[Settings], None]) -> int:
             continue
         log.warning("worker %d exited (status %d): restarting it", index, code)
         time.sleep(RESTART_DELAY)
-        workers[_spawn(settings, index, run)] = (index, time.monotonic())
+        if not stopping:  # a SIGTERM during the delay: nothing to restart
+            workers[_spawn(settings, index, run)] = (index, time.monotonic())
     return status
 
 

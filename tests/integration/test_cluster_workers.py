@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -109,3 +110,38 @@ def test_workers_without_a_shared_broker_are_refused() -> None:
     assert "workers > 1 needs a shared broker" in proc.stderr
     assert "redis://" in proc.stderr
     assert "nats://" in proc.stderr
+
+
+def test_workers_do_not_outlive_a_killed_supervisor(tmp_path: Path, redis: Service) -> None:
+    """SIGKILL of the parent (an OOM kill, a careless kill -9) must not leave workers serving
+    on the shared port beside the next instance: they get SIGTERM and drain."""
+    args = ["--workers", "2", *broker_args(redis.url, "w")]
+    with run_server(tmp_path, args=args) as server:
+        cluster = Cluster(redis.url, [server])
+        pids = cluster.wait_until(
+            lambda: children(server.process.pid),
+            lambda found: len(found) == 2,
+            10,
+            "two worker processes",
+        )
+        server.process.kill()
+        server.process.wait(timeout=5)
+
+        def alive() -> list[int]:
+            """The workers still running (an exited one may stay a zombie until reaped)."""
+            running = []
+            for pid in pids:
+                try:
+                    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+                        state = f.read().rsplit(")", 1)[1].split()[0]
+                except OSError:
+                    continue
+                if state != "Z":
+                    running.append(pid)
+            return running
+
+        try:
+            cluster.wait_until(alive, lambda left: not left, 15, "the workers to exit")
+        finally:
+            for pid in alive():  # never leave orphans behind a failed test
+                os.kill(pid, signal.SIGKILL)
