@@ -61,3 +61,33 @@ def test_sigterm_closes_idle_keep_alive_http_connections_at_once(tmp_path: Path)
         assert head.startswith(b"HTTP/1.1 200")
         assert seconds < 3, f"idle keep-alive connection closed only after {seconds:.1f}s"
         assert server.process.wait(timeout=15) == 0
+
+
+def test_a_request_arriving_when_the_drain_starts_is_still_answered(tmp_path: Path) -> None:
+    """Headers sent, body still coming when SIGTERM arrives: the request is completed and
+    answered (with Connection: close), not cut off (nginx does not retry a POST)."""
+    with run_server(tmp_path) as server:
+
+        async def scenario() -> bytes:
+            reader, writer = await asyncio.open_connection(server.host, server.port)
+            body = b'{"name":"e","channel":"c","data":"x"}'
+            writer.write(
+                b"POST /apps/1001/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                + f"Content-Length: {len(body)}\r\n\r\n".encode()
+                + body[:10]
+            )
+            await writer.drain()
+            await asyncio.sleep(0.2)
+            server.process.send_signal(signal.SIGTERM)
+            await asyncio.sleep(0.5)  # the drain has begun
+            writer.write(body[10:])
+            await writer.drain()
+            async with asyncio.timeout(5):
+                response = await reader.read()
+            writer.close()
+            return response
+
+        response = asyncio.run(scenario())
+        assert response.startswith(b"HTTP/1.1 401"), response[:200]  # unsigned: but answered
+        assert b"Connection: close" in response
+        assert server.process.wait(timeout=15) == 0

@@ -290,9 +290,11 @@ class Edge(asyncio.Protocol):
             self.listener.node.disconnect(self)
 
     def close_if_idle(self) -> None:
-        """On drain: an HTTP connection between requests closes now (one mid-request closes
-        after its response, which then says ``Connection: close``)."""
-        if self.state == HTTP and not self._busy and self.transport is not None:
+        """On drain: an HTTP connection between requests closes now (one with a request being
+        received or served closes after its response, which then says ``Connection: close``)."""
+        reader = self._reader
+        partial = reader is not None and not reader.between_requests
+        if self.state == HTTP and not self._busy and not partial and self.transport is not None:
             self.state = CLOSING
             self.transport.close()
 

@@ -85,6 +85,7 @@ class RequestReader:
         "_header_bytes",
         "_headers",
         "_in_head",
+        "_in_request",
         "_max_body",
         "_parser",
         "_unparsed_head",
@@ -97,6 +98,7 @@ class RequestReader:
         self._reset()
         self._done: list[Request] = []
         self._in_head = False  # a request has begun and its headers are not complete
+        self._in_request = False  # a request has begun and is not complete
         self._unparsed_head = 0
 
     def _reset(self) -> None:
@@ -105,6 +107,11 @@ class RequestReader:
         self._body: list[bytes] = []
         self._body_size = 0
         self._header_bytes = 0
+
+    @property
+    def between_requests(self) -> bool:
+        """No request is partly received (the connection may be closed without cutting one)."""
+        return not self._in_request
 
     def close(self) -> None:
         """Break the reader ↔ parser cycle (the parser holds the reader's callbacks), so both
@@ -139,6 +146,7 @@ class RequestReader:
     def on_message_begin(self) -> None:
         self._reset()
         self._in_head = True
+        self._in_request = True
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -164,6 +172,7 @@ class RequestReader:
         self._body.append(body)
 
     def on_message_complete(self) -> None:
+        self._in_request = False
         parser = self._parser
         assert parser is not None  # callbacks run only inside feed()
         try:
