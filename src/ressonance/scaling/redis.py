@@ -164,9 +164,9 @@ class RedisBroker(WireBroker):
             message = await pubsub.get_message(timeout=PING_EVERY)
             if message is None:
                 continue
-            heard = loop.time()
             if message["type"] == "message":
                 self.received(message["data"])
+            heard = loop.time()  # after handling: only the wait on Redis counts as its silence
 
     async def _write(self, client: Redis, settle: float) -> None:
         """Drain the outbox in pipelined bursts of PUBLISH."""
