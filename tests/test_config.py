@@ -56,6 +56,7 @@ def test_env_app_and_precedence(tmp_path: Path) -> None:
         ('broker = "redis:/localhost"', "is not one of: memory, redis://"),
         ("workers = 2", "workers > 1 needs a shared broker"),
         ("node_timeout = 0", "node_timeout must be greater than 0"),
+        ("node_timeout = 2", "node_timeout must be at least 3 seconds"),
         ("this is not toml", "not valid TOML"),
         (
             '[[apps]]\nid="1"\nkey="k"\nsecret="s"\n[[apps]]\nid="2"\nkey="k"\nsecret="t"\n',

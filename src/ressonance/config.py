@@ -209,5 +209,10 @@ def _validate_cluster(clean: dict[str, Any]) -> None:
             "see only its own connections. Set RESSONANCE_BROKER (or --broker) to "
             "redis://host:port/0 or nats://host:port"
         )
+    if clean.get("node_timeout", 10) < 3:
+        raise ConfigError(
+            "node_timeout must be at least 3 seconds: nodes send a heartbeat every second, "
+            "and a shorter timeout drops live nodes whenever one heartbeat is late"
+        )
     if not clean.get("node_id"):
         clean["node_id"] = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"

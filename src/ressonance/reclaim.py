@@ -12,7 +12,6 @@ surviving objects keep alive (docs/performance.md, "Memory after all clients lef
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import gc
 import logging
 import os
@@ -27,10 +26,9 @@ MAX_WAIT_TICKS = 10  # reclaim even if connections are still trickling away afte
 
 def _load_malloc_trim() -> Callable[[], object]:
     """glibc's ``malloc_trim(0)``; a no-op where the C library has none (musl, macOS)."""
-    name = ctypes.util.find_library("c")
-    try:
-        trim = ctypes.CDLL(name).malloc_trim
-    except (OSError, AttributeError, TypeError):
+    try:  # by its soname: ctypes.util.find_library would run ldconfig in a subprocess
+        trim = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
         return lambda: None
     trim.argtypes = [ctypes.c_size_t]
     trim.restype = ctypes.c_int

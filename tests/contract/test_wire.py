@@ -64,3 +64,15 @@ def test_a_frame_without_a_utf8_form_is_dropped_and_counted_not_queued() -> None
     broker.send("ok ü")
     assert broker.dropped == 1
     assert list(broker.outbox.frames) == [encode_control("a", "ok ü")]
+
+
+def test_a_whole_frame_from_the_same_origin_ends_a_partial_one() -> None:
+    """A node's fragments go out back to back: a whole frame after a partial one means the
+    rest was lost, and the partial one is not kept (nor completed by stray pieces)."""
+    big = encode_control("a", "x" * 30)
+    pieces = fragment("a", 1, big, size=10)
+    joiner = Reassembler()
+    joiner.add(pieces[0])
+    joiner.interrupted(encode_control("b", "other node"))  # another origin: no effect
+    joiner.interrupted(encode_control("a", "next"))
+    assert [joiner.add(p) for p in pieces[1:]] == [None] * (len(pieces) - 1)

@@ -21,6 +21,7 @@ import logging
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
+from nats.errors import SlowConsumerError
 
 from ressonance.scaling.base import BrokerHandler
 from ressonance.scaling.wire import WireBroker
@@ -111,7 +112,10 @@ class NatsBroker(WireBroker):
 
     async def _on_error(self, exc: Exception) -> None:
         self._tried.set()
-        log.debug("nats %s: %s", self.where, exc)
+        if isinstance(exc, SlowConsumerError):  # NATS dropped messages meant for this node
+            log.warning("nats %s: this node reads too slowly, messages lost: %s", self.where, exc)
+        else:
+            log.debug("nats %s: %s", self.where, exc)
 
     async def _on_disconnected(self) -> None:
         if self.up:

@@ -96,6 +96,14 @@ class Reassembler:
         del self._partial[origin]
         return "".join(pieces)
 
+    def interrupted(self, frame: str) -> None:
+        """A whole frame came: a partial one from the same origin will never be completed
+        (a node's fragments go out back to back)."""
+        if self._partial:
+            origin = frame[1:].split(SEP, 1)[0]
+            if self._partial.pop(origin, None) is not None:
+                log.warning("broker: dropped an incomplete frame from %s", origin)
+
     def forget(self) -> None:
         """The link went down: pieces still missing will not come."""
         self._partial.clear()
@@ -229,6 +237,8 @@ class WireBroker:
             if whole is None:
                 return
             frame = whole
+        else:
+            self._fragments.interrupted(frame)
         dispatch(frame, self.node_id, self.handler)
 
     def link_changed(self, up: bool) -> None:
