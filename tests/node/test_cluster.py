@@ -242,3 +242,33 @@ def test_a_restarted_node_replaces_what_it_had(
     make_node(bus, clock, "n2")
     (removed,) = events(watcher, "pusher_internal:member_removed")
     assert json.loads(str(removed["data"])) == {"user_id": "old"}
+
+
+def test_state_requests_in_one_tick_get_one_state_and_later_ones_wait(
+    bus: MemoryBus, clock: Clock
+) -> None:
+    """After a broker outage every node asks every other for its state: a node answers all
+    the requests of a loop tick with one state, and sends states at most every half second."""
+    node = make_node(bus, clock, "n1")
+    sent: list[str] = []
+    real_send = node.broker.send
+    node.broker.send = lambda payload: (sent.append(payload), real_send(payload))[1]  # type: ignore[method-assign]
+
+    def states() -> int:
+        return sum(json.loads(p)["t"] == "state" for p in sent)
+
+    async def scenario() -> None:
+        for peer in ("n2", "n3", "n4"):
+            node.control(peer, json.dumps({"t": "sync", "to": "n1", "s": 1}))
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert states() == 1
+        clock.now += 0.1  # a request soon after: answered, but not before 0.5 s have passed
+        node.control("n2", json.dumps({"t": "sync", "to": "n1", "s": 2}))
+        await asyncio.sleep(0.05)
+        assert states() == 1
+        clock.now += 0.4
+        await asyncio.sleep(0.5)
+        assert states() == 2
+
+    asyncio.run(scenario())

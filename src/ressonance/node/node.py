@@ -45,6 +45,7 @@ from ressonance.scaling.base import Broker
 log = logging.getLogger("ressonance.node")
 
 LARGE_CHANNEL = 100  # above this, subscription_count events are sent every few seconds
+STATE_INTERVAL = 0.5  # seconds: the least time between two full states of this node
 EMPTY_PRESENCE = {"ids": [], "hash": {}, "count": 0}
 
 
@@ -83,6 +84,8 @@ class Node:
         self._changed_counts: set[tuple[str, str]] = set()
         self._link_up_since: float | None = None
         self._draining = False
+        self._state_pending = False
+        self._state_sent = -STATE_INTERVAL
 
     async def start(self) -> None:
         await self.broker.start(self)
@@ -441,7 +444,23 @@ class Node:
             elif isinstance(effect, Terminate):
                 self._terminate_here(effect.app_id, effect.user_id)
             elif isinstance(effect, SendState):
-                self.view.send_state(self._connections(), self.hub.counts(), self.clock())
+                self._want_state()
+
+    def _want_state(self) -> None:
+        """Send this node's full state for a ``hello`` or ``sync``: once for all the requests
+        of a loop tick, and at most every ``STATE_INTERVAL`` seconds (every node asks after a
+        broker outage; a state is this node's whole picture and answers them all)."""
+        if self._state_pending:
+            return
+        self._state_pending = True
+        wait = self._state_sent + STATE_INTERVAL - self.clock()
+        _soon(self._send_state, max(0.0, wait))
+
+    def _send_state(self) -> None:
+        self._state_pending = False
+        self._state_sent = self.clock()
+        self.view.send_state(self._connections(), self.hub.counts(), self._state_sent)
+        self._send()
 
     def _send(self) -> None:
         outbox = self.view.outbox
@@ -451,12 +470,18 @@ class Node:
                 self.broker.send(payload)
 
 
-def _soon(callback: Callable[[], None]) -> None:
-    """Run ``callback`` at the end of this loop tick (at once when no loop runs: node tests)."""
+def _soon(callback: Callable[[], None], delay: float = 0.0) -> None:
+    """Run ``callback`` at the end of this loop tick, or ``delay`` seconds later (at once when
+    no loop runs: node tests)."""
     try:
-        asyncio.get_running_loop().call_soon(callback)
+        loop = asyncio.get_running_loop()
     except RuntimeError:
         callback()
+        return
+    if delay > 0:
+        loop.call_later(delay, callback)
+    else:
+        loop.call_soon(callback)
 
 
 def _watchlist_frame(name: str, user_ids: list[str]) -> str:
