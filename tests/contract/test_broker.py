@@ -9,6 +9,7 @@ import time
 import pytest
 
 from tests.contract.conftest import Cluster, eventually, quiet
+from tests.support.services import nats_server
 
 pytestmark = pytest.mark.asyncio
 NETWORKED = pytest.mark.parametrize("cluster", ["redis", "nats"], indirect=True)
@@ -180,3 +181,21 @@ async def test_a_broker_started_while_its_server_is_down_connects_when_it_is_up(
     print(f"{cluster.kind}: connected {up:.2f} s after the server came up")
     b.publish("1001", "c", "to-a", None)
     await eventually(lambda: ra.deliveries == [("1001", "c", "to-a", None)])
+
+
+async def test_nats_pieces_fit_a_server_with_a_lower_max_payload(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """The fragment size follows the max_payload the NATS server announces."""
+    with nats_server(tmp_path_factory.mktemp("nats-small"), max_payload=64 * 1024) as service:
+        cluster = Cluster("nats", service)
+        try:
+            a, _ = await cluster.started("a")
+            _, rb = await cluster.started("b")
+            big = "é" * 300_000  # 600 KB of UTF-8: ten times the server's limit
+            a.send(big)
+            await eventually(lambda: len(rb.controls) == 1, timeout=20)
+            assert rb.controls == [("a", big)]
+            assert a.dropped == 0
+        finally:
+            await cluster.close()

@@ -76,3 +76,16 @@ def test_a_whole_frame_from_the_same_origin_ends_a_partial_one() -> None:
     joiner.interrupted(encode_control("b", "other node"))  # another origin: no effect
     joiner.interrupted(encode_control("a", "next"))
     assert [joiner.add(p) for p in pieces[1:]] == [None] * (len(pieces) - 1)
+
+
+def test_the_outbox_is_bounded_in_characters_too() -> None:
+    from ressonance.scaling.wire import Outbox
+
+    outbox = Outbox(capacity=100, max_chars=25)
+    for n in range(5):
+        outbox.put(str(n) * 10)
+    assert list(outbox.frames) == ["3" * 10, "4" * 10]
+    assert (outbox.chars, outbox.dropped) == (20, 3)
+    outbox.put("x" * 40)  # larger than the bound alone: kept, the others go
+    assert list(outbox.frames) == ["x" * 40] and outbox.chars == 40
+    assert outbox.take(10) == ["x" * 40] and outbox.chars == 0

@@ -126,10 +126,16 @@ def redis_server(tmp_path: Path) -> Iterator[Service]:
 
 
 @contextmanager
-def nats_server(tmp_path: Path) -> Iterator[Service]:
+def nats_server(tmp_path: Path, max_payload: int | None = None) -> Iterator[Service]:
+    """A private nats-server; ``max_payload`` (bytes) lowers its message size limit."""
     binary = require("nats-server")
+    extra: list[str] = []
+    if max_payload is not None:
+        config = tmp_path / "nats.conf"
+        config.write_text(f"max_payload: {max_payload}\n")
+        extra = ["-c", str(config)]
     service = Service(
-        lambda port: [binary, "-a", "127.0.0.1", "-p", str(port)],
+        lambda port: [binary, "-a", "127.0.0.1", "-p", str(port), *extra],
         "nats://127.0.0.1:{port}",
         tmp_path / "nats.log",
     )

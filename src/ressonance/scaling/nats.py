@@ -24,7 +24,7 @@ from nats.errors import Error as NatsError
 from nats.errors import SlowConsumerError
 
 from ressonance.scaling.base import BrokerHandler
-from ressonance.scaling.wire import WireBroker
+from ressonance.scaling.wire import FRAGMENT_CHARS, WireBroker
 
 log = logging.getLogger("ressonance.scaling")
 
@@ -93,6 +93,9 @@ class NatsBroker(WireBroker):
             disconnected_cb=self._on_disconnected,
             reconnected_cb=self._on_reconnected,
         )
+        # a piece of a fragmented frame must fit the server's max_payload (1 MiB by default),
+        # at 4 bytes a character at worst, with room for the fragment header
+        self.fragment_chars = max(1024, min(FRAGMENT_CHARS, (self._nc.max_payload - 1024) // 4))
         await self._nc.subscribe(self.subject, cb=self._on_message)
         await self._flushed()
         if self._tried.is_set():

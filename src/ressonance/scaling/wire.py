@@ -40,6 +40,7 @@ FRAGMENT = "F"
 # 200,000 characters are at most 800,000 bytes of UTF-8: under NATS's default max_payload
 FRAGMENT_CHARS = 200_000
 MAX_FRAGMENTS = 320  # a frame of up to 64 M characters; longer ones are refused
+MAX_QUEUED_CHARS = 256 * 2**20  # what an outbox holds while the engine is away, at most
 
 
 def redact(url: str) -> str:
@@ -131,27 +132,33 @@ def dispatch(frame: str, own: str, handler: BrokerHandler) -> None:
 
 
 class Outbox:
-    """Encoded frames waiting to go out, in order. Bounded: when full, the oldest frame is
-    dropped and counted in :attr:`dropped`. :attr:`ready` is set while frames are waiting."""
+    """Encoded frames waiting to go out, in order. Bounded in frames and in characters: when
+    full, the oldest frames are dropped and counted in :attr:`dropped`. :attr:`ready` is set
+    while frames are waiting."""
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, max_chars: int = MAX_QUEUED_CHARS) -> None:
         self.frames: deque[str] = deque()
         self.capacity = capacity
+        self.max_chars = max_chars
+        self.chars = 0  # the size of what is queued: frames can be large
         self.dropped = 0
         self.in_flight = 0
         self.ready = asyncio.Event()
 
     def put(self, frame: str) -> None:
-        if len(self.frames) >= self.capacity:
-            self.frames.popleft()
+        frames = self.frames
+        self.chars += len(frame)
+        frames.append(frame)
+        while len(frames) > self.capacity or (self.chars > self.max_chars and len(frames) > 1):
+            self.chars -= len(frames.popleft())
             self.dropped += 1
-        self.frames.append(frame)
         self.ready.set()
 
     def take(self, most: int) -> list[str]:
         """Up to ``most`` frames, oldest first; the caller reports how many it lost with
         :meth:`done`."""
         batch = [self.frames.popleft() for _ in range(min(most, len(self.frames)))]
+        self.chars -= sum(map(len, batch))
         if not self.frames:
             self.ready.clear()
         self.in_flight = len(batch)
@@ -188,6 +195,7 @@ class WireBroker:
         self.up = False
         self._fragments = Reassembler()
         self._next_id = 0
+        self.fragment_chars = FRAGMENT_CHARS  # NATS lowers it to what its server accepts
 
     @property
     def connected(self) -> bool:
@@ -212,15 +220,16 @@ class WireBroker:
                 log.error("broker: dropped a frame that has no UTF-8 form")
                 self.outbox.dropped += 1
                 return
-        if len(frame) <= FRAGMENT_CHARS:
+        size = self.fragment_chars
+        if len(frame) <= size:
             self.outbox.put(frame)
             return
-        if len(frame) > FRAGMENT_CHARS * MAX_FRAGMENTS:
+        if len(frame) > size * MAX_FRAGMENTS:
             log.error("broker: a frame of %d characters is too large to send", len(frame))
             self.outbox.dropped += 1
             return
         self._next_id += 1
-        for piece in fragment(self.node_id, self._next_id, frame):
+        for piece in fragment(self.node_id, self._next_id, frame, size):
             self.outbox.put(piece)
 
     def received(self, frame: str) -> None:
