@@ -87,7 +87,7 @@ class Edge(asyncio.Protocol):
         self.state = CLOSED
         self.listener.connections.discard(self)
         self._drop_reader()
-        self.detach()
+        self._detach()
         if self._task is not None and not self._task.done():
             self._task.cancel()
 
@@ -281,9 +281,9 @@ class Edge(asyncio.Protocol):
         self.seen = self.listener.now()
         if self.transport is not None:
             self.transport.write(close_frame(code, reason))
-        asyncio.get_running_loop().call_soon(self.detach)
+        asyncio.get_running_loop().call_soon(self._detach)
 
-    def detach(self) -> None:
+    def _detach(self) -> None:
         """Leave the node (channels, presence, counts); once, however often it is called."""
         if not self._detached and self.session is not None:
             self._detached = True
