@@ -18,6 +18,8 @@ import os
 import time
 from collections.abc import Callable
 
+from ressonance.libc import libc
+
 log = logging.getLogger("ressonance")
 
 MIN_DROP = 1000  # connections: smaller swings are not worth a full collection
@@ -26,9 +28,8 @@ MAX_WAIT_TICKS = 10  # reclaim even if connections are still trickling away afte
 
 def _load_malloc_trim() -> Callable[[], object]:
     """glibc's ``malloc_trim(0)``; a no-op where the C library has none (musl, macOS)."""
-    try:  # by its soname: ctypes.util.find_library would run ldconfig in a subprocess
-        trim = ctypes.CDLL("libc.so.6").malloc_trim
-    except (OSError, AttributeError):
+    trim = getattr(libc(), "malloc_trim", None)
+    if trim is None:
         return lambda: None
     trim.argtypes = [ctypes.c_size_t]
     trim.restype = ctypes.c_int

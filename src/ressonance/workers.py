@@ -10,7 +10,6 @@ restarting forever.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import dataclasses
 import logging
 import os
@@ -19,25 +18,23 @@ import time
 from collections.abc import Callable
 
 from ressonance.config import Settings
+from ressonance.libc import libc
 
 log = logging.getLogger("ressonance.workers")
 
 EARLY_FAILURE = 3.0  # seconds: a worker that exits sooner than this is not restarted
 RESTART_DELAY = 1.0
-
-
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def _die_with_parent() -> None:
     """Linux: SIGTERM this worker when the supervisor dies (even by SIGKILL), so no orphan
-    keeps serving on the shared port beside a new instance."""
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-    except (OSError, AttributeError):  # not Linux/glibc: the worker just outlives a killed parent
-        pass
+    keeps serving on the shared port beside a new instance. Elsewhere it just outlives a
+    killed parent."""
+    prctl = getattr(libc(), "prctl", None)
+    if prctl is not None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
 def _spawn(settings: Settings, index: int, run: Callable[[Settings], None]) -> int:
