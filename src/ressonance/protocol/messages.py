@@ -27,11 +27,8 @@ def loads(text: str | bytes) -> Any:
     such as ``"\\ud800"``: it decodes to a string that has no UTF-8 form, so every frame or
     broker message that later carried it could not be sent."""
     value = json.loads(text)
-    escaped = (
-        b"\\ud" in text or b"\\uD" in text
-        if isinstance(text, bytes)
-        else ("\\ud" in text or "\\uD" in text)
-    )
+    # one scan for any \\u escape (rare in practice); only then the full check
+    escaped = b"\\u" in text if isinstance(text, bytes) else "\\u" in text
     if escaped:
         try:
             _dumps(value).encode()
