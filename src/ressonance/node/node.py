@@ -411,7 +411,7 @@ class Node:
         one is about to be closed with 4200 and reconnect elsewhere (it must not be counted
         twice against ``max_connections`` there). Tells the other nodes at once."""
         self._draining = True
-        self.view.heartbeat({})
+        self.view.heartbeat(self._connections())
         self._send()
 
     def _connections(self) -> dict[str, int]:

@@ -73,7 +73,7 @@ class Reassembler:
     """Joins the fragments of each origin back into frames (they arrive in order per origin)."""
 
     def __init__(self) -> None:
-        self._partial: dict[str, tuple[str, int, list[str]]] = {}  # origin → (id, count, pieces)
+        self._partial: dict[str, tuple[str, list[str]]] = {}  # origin → (frame id, pieces)
 
     def add(self, frame: str) -> str | None:
         """Take a fragment frame; return the whole frame once its last piece came."""
@@ -85,12 +85,12 @@ class Reassembler:
         if n == 0:
             if partial is not None:
                 log.warning("broker: dropped an incomplete frame from %s", origin)
-            partial = self._partial[origin] = (frame_id, total, [])
-        elif partial is None or partial[0] != frame_id or len(partial[2]) != n:
+            partial = self._partial[origin] = (frame_id, [])
+        elif partial is None or partial[0] != frame_id or len(partial[1]) != n:
             self._partial.pop(origin, None)
             log.warning("broker: dropped an incomplete frame from %s (a piece was lost)", origin)
             return None
-        pieces = partial[2]
+        pieces = partial[1]
         pieces.append(piece)
         if len(pieces) < total:
             return None
