@@ -7,7 +7,9 @@ import pytest
 from ressonance.scaling.wire import (
     FRAGMENT_CHARS,
     MAX_FRAGMENTS,
+    Outbox,
     Reassembler,
+    WireBroker,
     encode_control,
     fragment,
 )
@@ -57,8 +59,6 @@ def test_the_default_piece_fits_nats_default_max_payload() -> None:
 
 
 def test_a_frame_without_a_utf8_form_is_dropped_and_counted_not_queued() -> None:
-    from ressonance.scaling.wire import WireBroker
-
     broker = WireBroker("redis://127.0.0.1:1/0", "a", capacity=10)
     broker.publish("1", "c", '{"data":"\ud800"}', None)  # a lone surrogate
     broker.send("ok ü")
@@ -79,8 +79,6 @@ def test_a_whole_frame_from_the_same_origin_ends_a_partial_one() -> None:
 
 
 def test_the_outbox_is_bounded_in_characters_too() -> None:
-    from ressonance.scaling.wire import Outbox
-
     outbox = Outbox(capacity=100, max_chars=25)
     for n in range(5):
         outbox.put(str(n) * 10)
