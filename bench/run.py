@@ -4,6 +4,8 @@
     .venv/bin/python -m bench --against soketi       the same on Soketi, interleaved, with ratios
     .venv/bin/python -m bench --only fanout-10k,idle-10k --runs 5
     .venv/bin/python -m bench --quick                tiny sizes, one run (the smoke test)
+    .venv/bin/python -m bench --baseline REV         an A/B: the tree against git revision REV,
+                                                     interleaved, with ratios current/baseline
 
 The server runs on CPU 0, the load generator (bench/loadgen.c) on CPU 1; a fresh server process
 per measurement; medians over the runs. The cluster-* scenarios run two nodes and a private
@@ -54,6 +56,10 @@ OWN_RATIOS: list[tuple[str, str, str, str, str, float | None]] = [
     ("cluster-latency-1k vs latency-1k", "ours 2 nodes/1 p99",
      "cluster-latency-1k", "latency-1k", "p99_ms", None),
 ]  # fmt: skip
+# --baseline: the two sides of an A/B, and how far "current" may fall behind on any figure
+AB = ["current", "baseline"]
+AB_TOLERANCE = 0.03
+OURS = ("ressonance", *AB)  # the servers whose own ratios (10k/1k, ...) are shown
 # why a server does not run the cluster scenarios (a "—" in the table)
 NO_CLUSTER = {
     "soketi": "Soketi's cluster (its Redis adapter) is not set up by the suite",
@@ -72,12 +78,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--src", type=Path, help="run ressonance from this source tree (PYTHONPATH) instead"
     )
     p.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="an A/B: run every scenario on git revision REV too (git archive), interleaved "
+        "with the current tree (or --src), with ratios current/baseline",
+    )
+    p.add_argument(
         "--ceiling",
         action="store_true",
         help="measure the load generator itself against a trivial C server (loadgen sink)",
     )
     p.add_argument("--list", action="store_true", help="list the scenarios and exit")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.baseline and (args.against or args.ceiling):
+        p.error("--baseline compares two revisions of ressonance: not with --against or --ceiling")
+    return args
 
 
 def select(only: str | None) -> list[Scenario]:
@@ -89,6 +104,35 @@ def select(only: str | None) -> list[Scenario]:
     if unknown:
         raise SystemExit(f"unknown scenario(s): {', '.join(unknown)}; known: {', '.join(known)}")
     return [known[n] for n in names]
+
+
+def resolve(rev: str) -> str:
+    """The full commit id of git revision `rev` (--baseline), or exit with why."""
+    found = subprocess.run(
+        ["git", "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"],
+        cwd=REPO, capture_output=True, text=True, timeout=10,
+    )  # fmt: skip
+    if found.returncode != 0:
+        raise SystemExit(f"--baseline: {rev!r} is not a git revision of {REPO}")
+    return found.stdout.strip()
+
+
+def extract(commit: str, into: Path) -> Path:
+    """`git archive COMMIT | tar -x -C into`; the tree's src/, to run with PYTHONPATH."""
+    into.mkdir(parents=True)
+    archive = subprocess.run(["git", "archive", commit], cwd=REPO, capture_output=True,
+                             check=True, timeout=60).stdout  # fmt: skip
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True, timeout=60)
+    src = into / "src"
+    # PYTHONPATH must win over the editable install of the work tree, or the A/B compares
+    # the tree with itself
+    probe = subprocess.run(
+        [sys.executable, "-c", "import ressonance; print(ressonance.__file__)"],
+        env=os.environ | {"PYTHONPATH": str(src)}, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    if not Path(probe.stdout.strip()).is_relative_to(src):
+        raise SystemExit(f"--baseline: {src} does not import as ressonance: {probe.stderr[-500:]}")
+    return src
 
 
 def _cmd(*argv: str, cwd: Path | None = None) -> str:
@@ -114,13 +158,17 @@ def machine() -> dict[str, Any]:
     }
 
 
-def versions(src: Path | None, servers: list[str], scenarios: list[Scenario]) -> dict[str, Any]:
+def versions(
+    src: Path | None, servers: list[str], scenarios: list[Scenario], baseline: str | None
+) -> dict[str, Any]:
     rev = _cmd("git", "rev-parse", "--short=12", "HEAD", cwd=REPO)
     dirty = bool(_cmd("git", "status", "--porcelain", "--", "src", cwd=REPO))
     v: dict[str, Any] = {
         "ressonance": f"{rev}{'+dirty src/' if dirty and src is None else ''}",
         "ressonance_src": str(src) if src else "src/ (editable install)",
     }
+    if baseline:
+        v["baseline"] = baseline
     if "soketi" in servers:
         package = SOKETI_DIR / "node_modules/@soketi/soketi/package.json"
         v["soketi"] = json.loads(package.read_text())["version"]
@@ -171,11 +219,23 @@ def fmt(v: Any) -> str:
     return f"{v:.3g}" if abs(v) < 10 else f"{v:.1f}"
 
 
+def ab_target(figure: str) -> tuple[str, float] | None:
+    """The A/B target of a figure: current/baseline may lose at most AB_TOLERANCE. None for a
+    growth in percent: near zero, a ratio of two of them says nothing."""
+    if figure.endswith("_pct"):
+        return None
+    if figure.endswith("_per_s"):  # throughput: higher is better
+        return ">=", round(1 - AB_TOLERANCE, 3)
+    return "<=", round(1 + AB_TOLERANCE, 3)  # latency, memory per connection: lower is better
+
+
 def rows(result: dict[str, Any], servers: list[str]) -> list[dict[str, Any]]:
-    """One row per scenario headline, plus the two derived targets."""
+    """One row per scenario headline, plus the two derived targets. The ratio is the first
+    server over the second (ours/soketi, or current/baseline for an A/B)."""
     med = result["medians"]
     out: list[dict[str, Any]] = []
     targets = {(s, f): (op, t) for s, f, op, t in RATIO_TARGETS}
+    ab = servers == AB
     for sc in SCENARIOS:
         if sc.name not in med.get(servers[0], {}):
             continue
@@ -192,7 +252,8 @@ def rows(result: dict[str, Any], servers: list[str]) -> list[dict[str, Any]]:
                 m = med[s].get(sc.name, {})
                 row[s] = m.get(fig)
                 row[f"{s}_client_cpu"] = m.get("client_cpu")
-            ours, theirs = row.get("ressonance"), row.get("soketi")
+            ours = row.get(servers[0])
+            theirs = row.get(servers[1]) if len(servers) > 1 else None
             comparable = fig != "cycle_growth_pct"  # near zero, either sign: no ratio
             if (
                 comparable
@@ -201,35 +262,42 @@ def rows(result: dict[str, Any], servers: list[str]) -> list[dict[str, Any]]:
                 and theirs
             ):
                 row["ratio"] = round(ours / theirs, 3)
-            if (sc.name, fig) in targets and "ressonance" in servers:
-                op, t = targets[(sc.name, fig)]
+            target = targets.get((sc.name, fig)) if "ressonance" in servers else None
+            if ab:
+                target = ab_target(fig)
+            if target:
+                op, t = target
                 row["target"] = f"ratio {op} {t:g}"
                 if "ratio" in row:
                     r = row["ratio"]
                     row["met"] = r >= t if op == ">=" else r <= t
             out.append(row)
-    ours = med.get("ressonance", {})
+    # our own ratios, for each of our servers; the target is met (or not) by the first
+    own = [s for s in servers if s in OURS]
     for label, figure, top, bottom, key, minimum in OWN_RATIOS:
-        a, b = ours.get(top, {}).get(key), ours.get(bottom, {}).get(key)
-        if not (a and b):
-            continue
-        row = {"scenario": label, "figure": figure, "ressonance": round(a / b, 3)}
-        if minimum is not None:
-            row |= {"target": f">= {minimum:g}", "met": row["ressonance"] >= minimum}
-        out.append(row)
-    growth = ours.get("memory-after-leave", {}).get("rss_growth_pct")
-    if isinstance(growth, int | float):
-        out.append(
-            {"scenario": "memory-after-leave", "figure": "ours RSS growth %", "ressonance": growth,
-             "target": "<= 10", "met": growth <= 10}
-        )  # fmt: skip
+        row = {"scenario": label, "figure": figure}
+        for s in own:
+            a, b = med[s].get(top, {}).get(key), med[s].get(bottom, {}).get(key)
+            if a and b:
+                row[s] = round(a / b, 3)
+        if own and own[0] in row:
+            if minimum is not None:
+                row |= {"target": f">= {minimum:g}", "met": row[own[0]] >= minimum}
+            out.append(row)
+    row = {"scenario": "memory-after-leave", "figure": "ours RSS growth %"}
+    for s in own:
+        growth = med[s].get("memory-after-leave", {}).get("rss_growth_pct")
+        if isinstance(growth, int | float):
+            row[s] = growth
+    if own and own[0] in row:
+        out.append(row | {"target": "<= 10", "met": row[own[0]] <= 10})
     return out
 
 
 def table(result: dict[str, Any], servers: list[str]) -> str:
     head = ["scenario", "figure", *servers]
     if len(servers) > 1:
-        head += ["ratio"]
+        head += [f"ratio {servers[0]}/{servers[1]}"]
     head += ["target", "met", "client cpu"]
     lines = [head]
     for row in result["rows"]:
@@ -267,6 +335,9 @@ def main(argv: list[str] | None = None) -> int:
     scenarios = select(args.only or (CEILING_SCENARIOS if args.ceiling else None))
     runs = args.runs or (1 if args.quick else 3)
     servers = ["sink"] if args.ceiling else ["ressonance"]
+    commit = resolve(args.baseline) if args.baseline else None
+    if commit:
+        servers = list(AB)
     if args.against == "soketi":
         if not soketi_available():
             raise SystemExit(f"Soketi is not installed under {SOKETI_DIR}: see BENCHMARKS.md")
@@ -283,19 +354,25 @@ def main(argv: list[str] | None = None) -> int:
             "runs": runs,
             "quick": args.quick,
             "ceiling": args.ceiling,
+            "baseline": args.baseline,
         },
         "machine": machine(),
-        "versions": versions(args.src, servers, scenarios),
+        "versions": {},  # below, once the baseline is extracted
         "runs": {s: {sc.name: [] for sc in scenarios} for s in servers},
     }
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        # where each server runs from: args.src or the editable install, and the A/B baseline
+        srcs = {s: args.src for s in servers}
+        if commit:
+            srcs["baseline"] = extract(commit, Path(tmp) / "baseline")
+        result["versions"] = versions(args.src, servers, scenarios, commit)
         for r in range(runs):
             for sc in scenarios:
                 # interleave the servers, alternating which goes first
                 order = servers if r % 2 == 0 else servers[::-1]
                 for s in order:
-                    m = measure(sc, s, args.quick, Path(tmp), args.src)
+                    m = measure(sc, s, args.quick, Path(tmp), srcs[s])
                     result["runs"][s][sc.name].append(m)
                     shown = m.get("error") or m.get("skipped") or fmt(m.get(sc.main))
                     elapsed = time.monotonic() - t0

@@ -181,8 +181,9 @@ def start_sink(logdir: Path) -> Server:
 
 
 def start(name: str, logdir: Path, src: Path | None = None) -> Server:
+    """Soketi, the sink, or ressonance (from `src`) under `name` ("current", "baseline", ...)."""
     if name == "soketi":
         return start_soketi(logdir)
     if name == "sink":
         return start_sink(logdir)
-    return start_ressonance(logdir, src)
+    return start_ressonance(logdir, src, name=name)

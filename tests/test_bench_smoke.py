@@ -86,3 +86,54 @@ def test_quick_ceiling_run_against_the_sink(tmp_path: Path) -> None:
     assert medians, "the ceiling run measured something"
     for name, figures in medians.items():
         assert "error" not in figures, (name, figures)
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.skipif(not shutil.which("gcc"), reason="the load generator is built with gcc")
+def test_quick_ab_against_a_git_revision(tmp_path: Path) -> None:
+    """--baseline: the committed HEAD (git archive) and the tree, interleaved, with ratios."""
+    out = tmp_path / "ab.json"
+    only = ["client-events", "http-publish"]
+    run = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--runs", "2", "--baseline", "HEAD",
+         "--only", ",".join(only), "--out", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=80,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(out.read_text())
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert result["versions"]["baseline"] == head
+    for side in ("current", "baseline"):
+        for name in only:
+            figures = result["medians"][side][name]
+            assert "error" not in figures and figures["runs_ok"] == 2, (side, name, figures)
+    # interleaved: run 1 current first, run 2 baseline first
+    order = [
+        line.split()[-4]
+        for line in run.stderr.splitlines()
+        if line.startswith("[") and " client-events " in line
+    ]
+    assert order == ["current", "baseline", "baseline", "current"], run.stderr[-2000:]
+    headlines = [row for row in result["rows"] if row["scenario"] in only]
+    assert len(headlines) == 2, result["rows"]
+    for row in headlines:
+        assert row["ratio"] == round(row["current"] / row["baseline"], 3), row
+        assert row["target"] == "ratio >= 0.97", row
+    assert "ratio current/baseline" in run.stdout
+
+
+def test_baseline_must_be_a_git_revision() -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--baseline", "no-such-rev-0123",
+         "--only", "client-events"],
+        cwd=REPO, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert run.returncode != 0
+    assert "'no-such-rev-0123' is not a git revision" in run.stderr
+    mixed = subprocess.run(
+        [sys.executable, "-m", "bench", "--baseline", "HEAD", "--against", "soketi"],
+        cwd=REPO, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert mixed.returncode == 2 and "not with --against" in mixed.stderr
