@@ -28,14 +28,36 @@ class Socket(Protocol):
 class AppState:
     """Everything this node holds for one app."""
 
-    __slots__ = ("app", "channels", "sockets", "users", "watchers")
+    __slots__ = ("app", "channels", "sockets", "users", "watchers", "watching")
 
     def __init__(self, app: App) -> None:
         self.app = app
         self.sockets: dict[str, Socket] = {}
         self.channels: dict[str, dict[str, Socket]] = {}
         self.users: dict[str, set[Socket]] = {}
-        self.watchers: dict[str, set[Socket]] = {}
+        self.watchers: dict[str, set[Socket]] = {}  # watched user id -> sockets watching it
+        self.watching: dict[str, tuple[str, ...]] = {}  # socket id -> its watchlist
+
+    def watch(self, socket: Socket, user_ids: tuple[str, ...]) -> None:
+        """Index ``socket`` as a watcher of each of ``user_ids`` (both ways, so that
+        :meth:`unwatch` costs the socket's own watchlist, not the app's)."""
+        if not user_ids:
+            return
+        self.watching[socket.session.socket_id] = user_ids
+        for user_id in user_ids:
+            watchers = self.watchers.get(user_id)
+            if watchers is None:
+                watchers = self.watchers[user_id] = set()
+            watchers.add(socket)
+
+    def unwatch(self, socket: Socket) -> None:
+        """Forget ``socket``'s watchlist (the entry of an id goes with its last watcher)."""
+        for user_id in self.watching.pop(socket.session.socket_id, ()):
+            watchers = self.watchers.get(user_id)
+            if watchers is not None:
+                watchers.discard(socket)
+                if not watchers:
+                    del self.watchers[user_id]
 
     def join(self, channel: str, socket: Socket) -> int:
         """Add ``socket`` to ``channel``; return the channel's subscription count."""

@@ -306,8 +306,7 @@ class Node:
             sockets.add(socket)
             if len(sockets) == 1:
                 self._notify_watchers(state, action.user_id, "online")
-            for watched in action.watchlist:
-                state.watchers.setdefault(watched, set()).add(socket)
+            state.watch(socket, action.watchlist)
             online = [w for w in action.watchlist if w in state.users]
             if online:
                 socket.send(text_frame(_watchlist_frame("online", online)))
@@ -319,11 +318,7 @@ class Node:
             if not sockets:
                 del state.users[user_id]
                 self._notify_watchers(state, user_id, "offline")
-        for watched in [w for w, s in state.watchers.items() if socket in s]:
-            watchers = state.watchers[watched]
-            watchers.discard(socket)
-            if not watchers:
-                del state.watchers[watched]
+        state.unwatch(socket)
 
     def _notify_watchers(self, state: AppState, user_id: str, name: str) -> None:
         watchers = state.watchers.get(user_id)
