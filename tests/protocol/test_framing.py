@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import struct
+import tracemalloc
 
 import pytest
 
 from ressonance.protocol import framing
-from ressonance.transport.frames import FrameError, FrameParser, parse_close
+from ressonance.transport.frames import MAX_FRAGMENTS, FrameError, FrameParser, parse_close
 
 
 def client_frame(
@@ -43,6 +44,49 @@ def test_parse_in_pieces_and_fragments() -> None:
     for i in range(len(data)):
         out.extend(parser.feed(data[i : i + 1]))
     assert [(m.opcode, m.payload) for m in out] == [(1, b"hello"), (9, b"p")]
+
+
+@pytest.mark.parametrize("size", [0, 125, 126, 65535, 65536])
+def test_frames_read_a_byte_at_a_time(size: int) -> None:
+    """Every length form (7-bit, 16-bit, 64-bit) split at every byte, and in uneven pieces."""
+    data = client_frame(1, b"x" * size) + client_frame(9, b"p") + client_frame(1, b"y" * size)
+    expected = [(1, b"x" * size), (9, b"p"), (1, b"y" * size)]
+    for step in (1, 7, 4099):
+        parser = FrameParser(1 << 20)
+        out = []
+        for i in range(0, len(data), step):
+            out.extend(parser.feed(data[i : i + step]))
+        assert [(m.opcode, m.payload) for m in out] == expected
+
+
+def test_a_message_may_come_in_max_fragments() -> None:
+    middle = client_frame(0, b"", fin=False) * (MAX_FRAGMENTS - 2)
+    data = client_frame(1, b"a", fin=False) + middle + client_frame(0, b"b")
+    assert [m.payload for m in FrameParser(1024).feed(data)] == [b"ab"]
+
+
+def test_empty_continuation_frames_cannot_go_on_forever() -> None:
+    parser = FrameParser(1024)
+    parser.feed(client_frame(1, b"a", fin=False))
+    empty = client_frame(0, b"", fin=False)
+    with pytest.raises(FrameError) as info:
+        for _ in range(MAX_FRAGMENTS):
+            parser.feed(empty)
+    assert info.value.code == 1009
+
+
+def test_fragments_cost_their_payload_not_an_object_each() -> None:
+    """1,000 fragments of 2 bytes hold about 2,000 bytes (a list of bytes objects held ~48 KB)."""
+    parser = FrameParser(1 << 20)
+    parser.feed(client_frame(1, b"{", fin=False))
+    data = b"".join(client_frame(0, b"xx", fin=False) for _ in range(1000))
+    tracemalloc.start()
+    try:
+        assert parser.feed(data) == []
+        held, _peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert held < 8 * 1024, held
 
 
 @pytest.mark.parametrize(

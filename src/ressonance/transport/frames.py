@@ -84,22 +84,48 @@ def parse_close(payload: bytes) -> int | None:
     return code
 
 
+MAX_FRAGMENTS = 1024
+"""Most frames one message may come in: empty continuation frames add nothing to its size, so
+``max_size`` alone would let a message in assembly grow forever (docs/security.md)."""
+
+
 class FrameParser:
     """Feed bytes, get messages. Enforces masking, RSV bits, control-frame rules, fragmentation
-    order and ``max_size`` (whole message); raises :class:`FrameError` with the close code."""
+    order, ``max_size`` (whole message) and :data:`MAX_FRAGMENTS`; raises :class:`FrameError`
+    with the close code.
 
-    __slots__ = ("_buf", "_frag_op", "_frag_size", "_frags", "max_size")
+    Memory and CPU stay linear in what is read: a frame not complete yet waits in one growing
+    buffer that is parsed again only once it may hold what was missing, and the fragments of a
+    message are appended to one growing buffer (no object per fragment).
+    """
+
+    __slots__ = ("_buf", "_frag", "_frag_count", "_frag_op", "_need", "max_size")
 
     def __init__(self, max_size: int) -> None:
         self.max_size = max_size
-        self._buf = b""
-        self._frag_op: int | None = None
-        self._frags: list[bytes] | None = None
-        self._frag_size = 0
+        self._buf: bytearray | None = None  # the start of a frame not complete yet
+        self._need = 0  # how many bytes _buf must hold before parsing can go on
+        self._frag: bytearray | None = None  # the payload of a fragmented message so far
+        self._frag_op = 0
+        self._frag_count = 0
 
     def feed(self, data: bytes) -> list[Message]:
-        buf = self._buf + data if self._buf else data
+        buf = self._buf
+        if buf is not None:
+            buf += data
+            if len(buf) < self._need:
+                return []
+            data = bytes(buf)
+            self._buf = None
         out: list[Message] = []
+        pos = self._parse(data, out)
+        if pos < len(data):
+            self._buf = bytearray(memoryview(data)[pos:])
+        return out
+
+    def _parse(self, buf: bytes, out: list[Message]) -> int:
+        """Append the messages of the complete frames in ``buf`` to ``out``; the position of the
+        first byte not parsed (``_need`` says how many bytes from there parsing waits for)."""
         pos = 0
         end = len(buf)
         while end - pos >= 2:
@@ -113,55 +139,57 @@ class FrameParser:
             fin = b0 & 0x80
             n = b1 & 0x7F
             head = 2
-            if n == 126:
-                if end - pos < 4:
-                    break
-                n = int.from_bytes(buf[pos + 2 : pos + 4], "big")
-                head = 4
-            elif n == 127:
-                if end - pos < 10:
-                    break
-                n = int.from_bytes(buf[pos + 2 : pos + 10], "big")
-                head = 10
+            if n >= 126:
+                head = 4 if n == 126 else 10
+                if end - pos < head:
+                    self._need = head
+                    return pos
+                n = int.from_bytes(buf[pos + 2 : pos + head], "big")
             self._check_header(opcode, fin, n)
             total = head + 4 + n
             if end - pos < total:
-                break
+                self._need = total
+                return pos
             mask = buf[pos + head : pos + head + 4]
             payload = apply_mask(buf[pos + head + 4 : pos + total], mask) if n else b""
             pos += total
             message = self._assemble(opcode, bool(fin), payload)
             if message is not None:
                 out.append(message)
-        self._buf = buf[pos:] if pos < end else b""
-        return out
+        self._need = 2
+        return pos
 
     def _check_header(self, opcode: int, fin: int, n: int) -> None:
+        """The frame's rules, from its header alone: before its payload is buffered."""
+        frag = self._frag
         if opcode in _CONTROL:
             if not fin or n > 125:
                 raise FrameError(codes.WS_PROTOCOL_ERROR, "Invalid control frame")
         elif opcode not in _DATA:
             raise FrameError(codes.WS_PROTOCOL_ERROR, "Unknown opcode")
-        elif n + self._frag_size > self.max_size:
+        elif frag is None:
+            if opcode == OP_CONT:
+                raise FrameError(codes.WS_PROTOCOL_ERROR, "Unexpected continuation frame")
+            if n > self.max_size:
+                raise FrameError(codes.WS_MESSAGE_TOO_BIG, "Message too big")
+        elif opcode != OP_CONT:
+            raise FrameError(codes.WS_PROTOCOL_ERROR, "Expected a continuation frame")
+        elif n + len(frag) > self.max_size:
             raise FrameError(codes.WS_MESSAGE_TOO_BIG, "Message too big")
+        elif self._frag_count >= MAX_FRAGMENTS:
+            raise FrameError(codes.WS_MESSAGE_TOO_BIG, "Message in too many fragments")
 
     def _assemble(self, opcode: int, fin: bool, payload: bytes) -> Message | None:
-        if opcode in _CONTROL:
+        """The message ``payload`` completes, if any (the order was checked by the header)."""
+        frag = self._frag
+        if opcode in _CONTROL or (fin and frag is None):
             return Message(opcode, payload)
-        if opcode == OP_CONT:
-            if self._frags is None:
-                raise FrameError(codes.WS_PROTOCOL_ERROR, "Unexpected continuation frame")
-            self._frags.append(payload)
-            self._frag_size += len(payload)
-            if not fin:
-                return None
-            assert self._frag_op is not None
-            message = Message(self._frag_op, b"".join(self._frags))
-            self._frags, self._frag_op, self._frag_size = None, None, 0
-            return message
-        if self._frags is not None:
-            raise FrameError(codes.WS_PROTOCOL_ERROR, "Expected a continuation frame")
-        if fin:
-            return Message(opcode, payload)
-        self._frags, self._frag_op, self._frag_size = [payload], opcode, len(payload)
-        return None
+        if frag is None:
+            self._frag, self._frag_op, self._frag_count = bytearray(payload), opcode, 1
+            return None
+        frag += payload
+        self._frag_count += 1
+        if not fin:
+            return None
+        self._frag = None
+        return Message(self._frag_op, bytes(frag))

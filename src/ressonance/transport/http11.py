@@ -104,7 +104,7 @@ class RequestReader:
     def _reset(self) -> None:
         self._url = b""
         self._headers: dict[str, str] = {}
-        self._body: list[bytes] = []
+        self._body: bytes | bytearray = b""
         self._body_size = 0
         self._header_bytes = 0
 
@@ -169,7 +169,14 @@ class RequestReader:
         self._body_size += len(body)
         if self._body_size > self._max_body:
             raise HttpFault(413, "Request body is too large")
-        self._body.append(body)
+        # A body in one piece is kept as it is; one in many pieces goes into one growing
+        # buffer, so a body sent a byte at a time costs its size, not an object per byte.
+        if not self._body:
+            self._body = body
+        elif isinstance(self._body, bytes):
+            self._body = bytearray(self._body) + body
+        else:
+            self._body += body
 
     def on_message_complete(self) -> None:
         self._in_request = False
@@ -185,7 +192,7 @@ class RequestReader:
                 path=(parsed.path or b"/").decode("latin-1"),
                 query=(parsed.query or b"").decode("latin-1"),
                 headers=self._headers,
-                body=b"".join(self._body),
+                body=bytes(self._body),
                 keep_alive=parser.should_keep_alive(),
                 upgrade=parser.should_upgrade(),
             )
