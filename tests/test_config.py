@@ -98,3 +98,20 @@ def test_cluster_settings() -> None:
         "edge-1",
     )
     assert (settings.region, settings.broker_prefix, settings.node_timeout) == ("eu", "app1", 5)
+
+
+def test_subscription_limits_from_file_and_environment(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(
+        '[[apps]]\nid = "5"\nkey = "k5"\nsecret = "s5"\n'
+        "max_subscriptions_per_second = 20\nmax_channels_per_connection = 0\n"
+    )
+    (app,) = load(env={}, config_file=config).apps
+    assert app.max_subscriptions_per_second == 20 and app.max_channels_per_connection == 0
+    env = {"RESSONANCE_APP_ID": "1", "RESSONANCE_APP_KEY": "k", "RESSONANCE_APP_SECRET": "s"}
+    (default,) = load(env=env).apps
+    assert default.max_subscriptions_per_second == 128
+    assert default.max_channels_per_connection == 128
+    env["RESSONANCE_APP_MAX_CHANNELS_PER_CONNECTION"] = "-1"
+    with pytest.raises(ConfigError, match="max_channels_per_connection must not be negative"):
+        load(env=env)

@@ -111,6 +111,8 @@ def make_app(values: Mapping[str, Any], where: str) -> App:
     for name in (
         "max_payload_kb",
         "max_client_events_per_second",
+        "max_subscriptions_per_second",
+        "max_channels_per_connection",
         "max_connections",
         "max_presence_members",
         "max_presence_member_kb",

@@ -17,6 +17,8 @@ class App:
     max_payload_kb: int = 10
     max_connections: int = 0
     max_client_events_per_second: int = 10
+    max_subscriptions_per_second: int = 128
+    max_channels_per_connection: int = 128
     max_presence_members: int = 100
     max_presence_member_kb: int = 1
     subscription_count: bool = False

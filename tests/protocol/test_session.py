@@ -169,3 +169,33 @@ def test_client_event_rate_limit_per_second_window() -> None:
     results = [s.receive(frame("client-x", {}, "private-a"), 10.0 + i * 0.1) for i in range(3)]
     assert [type(r) for r in results] == [ClientEvent, ClientEvent, Fail]
     assert isinstance(s.receive(frame("client-x", {}, "private-a"), 11.05), ClientEvent)
+
+
+def test_subscription_rate_limit_per_second_window() -> None:
+    s = session(App(id="1", key="key", secret="secret", max_subscriptions_per_second=3))
+    results = [s.receive(frame("pusher:subscribe", {"channel": f"c{i}"}), 10.0) for i in range(4)]
+    assert [type(r) for r in results] == [Subscribe, Subscribe, Subscribe, Reply]
+    refused = json.loads(results[3].frame)  # type: ignore[union-attr]
+    assert refused["event"] == "pusher:subscription_error" and refused["channel"] == "c3"
+    assert refused["data"]["type"] == "LimitReached" and refused["data"]["status"] == 4301
+    # unsubscribing is never limited; the next window takes subscriptions again
+    assert s.receive(frame("pusher:unsubscribe", {"channel": "c0"}), 10.5) == Unsubscribe("c0")
+    assert isinstance(s.receive(frame("pusher:subscribe", {"channel": "c3"}), 11.0), Subscribe)
+
+
+def test_channels_per_connection_cap() -> None:
+    s = session(App(id="1", key="key", secret="secret", max_channels_per_connection=2))
+    s.channels.update({"a": None, "b": None})  # the node records what succeeded
+    refused = s.receive(frame("pusher:subscribe", {"channel": "c"}), 0)
+    assert isinstance(refused, Reply)
+    error = json.loads(refused.frame)
+    assert error["channel"] == "c" and error["event"] == "pusher:subscription_error"
+    assert error["data"] == {
+        "type": "LimitReached",
+        "error": "At most 2 channels per connection",
+        "status": 4100,
+    }
+    assert isinstance(s.receive(frame("pusher:subscribe", {"channel": "a"}), 0), Subscribe)
+    unlimited = session(App(id="1", key="key", secret="secret", max_channels_per_connection=0))
+    unlimited.channels.update({f"c{i}": None for i in range(500)})
+    assert isinstance(unlimited.receive(frame("pusher:subscribe", {"channel": "x"}), 0), Subscribe)

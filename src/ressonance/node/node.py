@@ -28,6 +28,7 @@ from ressonance.node.cluster import (
     SendState,
     Terminate,
 )
+from ressonance.node.coalesce import PresenceChanges
 from ressonance.node.hub import AppState, Hub, Socket
 from ressonance.protocol import channels, codes, messages
 from ressonance.protocol.framing import text_frame
@@ -81,6 +82,9 @@ class Node:
         self.node_timeout = node_timeout
         self.view = ClusterView(broker.node_id, region, clock())
         self._pending_counts: set[tuple[str, str]] = set()
+        self._tick_counts: set[tuple[str, str]] = set()  # counts to send at the tick's end
+        self._presence = PresenceChanges()  # member events to send at the tick's end
+        self._tick_pending = False
         self._changed_counts: set[tuple[str, str]] = set()
         self._link_up_since: float | None = None
         self._draining = False
@@ -169,6 +173,8 @@ class Node:
     def _subscribe(self, state: AppState, socket: Socket, action: Subscribe) -> None:
         session = socket.session
         channel, member = action.channel, action.member
+        if action.kind.presence:  # this tick's member events go to those subscribed before
+            self._flush_presence(state.app.id, channel)
         if channel in session.channels:  # subscribing twice: answer again, change nothing
             socket.send(text_frame(self._succeeded(state, channel)))
             return
@@ -191,12 +197,8 @@ class Node:
         state.join(channel, socket)
         socket.send(text_frame(self._succeeded(state, channel)))
         if member is not None and first:
-            added = messages.encode_event(
-                "pusher_internal:member_added",
-                channel,
-                {"user_id": member.user_id, "user_info": member.user_info},
-            )
-            self.deliver(state.app.id, channel, added, session.socket_id)
+            self._presence.added((state.app.id, channel), member, session.socket_id)
+            self._end_tick_soon()
         if action.kind.cache:
             self._send_cached(state, socket, channel)
         self._local_count_changed(state, channel)
@@ -229,10 +231,28 @@ class Node:
         self._local_count_changed(state, channel)
 
     def _member_removed(self, app_id: str, channel: str, user_id: str) -> None:
-        removed = messages.encode_event(
-            "pusher_internal:member_removed", channel, {"user_id": user_id}
-        )
-        self.deliver(app_id, channel, removed, None)
+        self._presence.removed((app_id, channel), user_id)
+        self._end_tick_soon()
+
+    def _end_tick_soon(self) -> None:
+        if not self._tick_pending:
+            self._tick_pending = True
+            _soon(self._end_tick)
+
+    def _end_tick(self) -> None:
+        """The presence and count events of this loop tick, each channel's once (churn within
+        a tick reaches the other subscribers as its net change: docs/security.md)."""
+        self._tick_pending = False
+        for app_id, channel in list(self._presence.pending):
+            self._flush_presence(app_id, channel)
+        counts, self._tick_counts = self._tick_counts, set()
+        for app_id, channel in counts:
+            if self._local_count(app_id, channel):
+                self._send_count(app_id, channel)
+
+    def _flush_presence(self, app_id: str, channel: str) -> None:
+        for message, exclude in self._presence.take((app_id, channel)):
+            self._deliver(app_id, channel, message, exclude)
 
     # subscription counts -------------------------------------------------------------------
     def _local_count_changed(self, state: AppState, channel: str) -> None:
@@ -267,7 +287,8 @@ class Node:
         if self._total_count(app_id, channel) > LARGE_CHANNEL:
             self._pending_counts.add((app_id, channel))
             return
-        self._send_count(app_id, channel)
+        self._tick_counts.add((app_id, channel))
+        self._end_tick_soon()
 
     def _total_count(self, app_id: str, channel: str) -> int:
         return self._local_count(app_id, channel) + self.view.remote_count(app_id, channel)
@@ -277,7 +298,7 @@ class Node:
         frame = messages.encode_event(
             "pusher_internal:subscription_count", channel, {"subscription_count": count}
         )
-        self.deliver(app_id, channel, frame, None)
+        self._deliver(app_id, channel, frame, None)
 
     def flush_counts(self) -> None:
         """Send the pending counts of large channels (call every few seconds)."""
@@ -359,7 +380,13 @@ class Node:
 
     def deliver(self, app_id: str, channel: str, message: str, exclude: str | None) -> None:
         """Write ``message`` to this node's subscribers of ``channel``: encoded once, the same
-        bytes queued on every socket (docs/design.md "Hot-path rules")."""
+        bytes queued on every socket (docs/design.md "Hot-path rules"), after the channel's
+        member events of this tick (they happened first)."""
+        if self._presence.pending:
+            self._flush_presence(app_id, channel)
+        self._deliver(app_id, channel, message, exclude)
+
+    def _deliver(self, app_id: str, channel: str, message: str, exclude: str | None) -> None:
         state = self.hub.get(app_id)
         subscribers = state.channels.get(channel) if state is not None else None
         if not subscribers:
@@ -426,12 +453,8 @@ class Node:
     def _apply(self, effects: list[Effect]) -> None:
         for effect in effects:
             if isinstance(effect, MemberAdded):
-                added = messages.encode_event(
-                    "pusher_internal:member_added",
-                    effect.channel,
-                    {"user_id": effect.member.user_id, "user_info": effect.member.user_info},
-                )
-                self.deliver(effect.app_id, effect.channel, added, None)
+                self._presence.added((effect.app_id, effect.channel), effect.member, None)
+                self._end_tick_soon()
             elif isinstance(effect, MemberRemoved):
                 self._member_removed(effect.app_id, effect.channel, effect.user_id)
             elif isinstance(effect, CountChanged):

@@ -72,7 +72,16 @@ Action = Reply | Fail | Subscribe | Unsubscribe | SignIn | ClientEvent
 class Session:
     """Protocol state of one socket: its app, id, channels, signed-in user and rate window."""
 
-    __slots__ = ("_ce_count", "_ce_window", "app", "channels", "socket_id", "user_id")
+    __slots__ = (
+        "_ce_count",
+        "_ce_window",
+        "_sub_count",
+        "_sub_window",
+        "app",
+        "channels",
+        "socket_id",
+        "user_id",
+    )
 
     def __init__(self, app: App, socket_id: str) -> None:
         self.app = app
@@ -81,6 +90,8 @@ class Session:
         self.user_id: str | None = None
         self._ce_window = 0.0
         self._ce_count = 0
+        self._sub_window = 0.0
+        self._sub_count = 0
 
     def receive(self, text: str, now: float) -> Action | None:
         """Handle one text frame; return what the node must do, or None (ignored/liveness)."""
@@ -92,7 +103,7 @@ class Session:
             if event == "pusher:ping":
                 return Reply(messages.PONG)
             if event == "pusher:subscribe":
-                return self._subscribe(message.data_object())
+                return self._subscribe(message.data_object(), now)
             if event == "pusher:unsubscribe":
                 channel = message.data_object().get("channel")
                 return Unsubscribe(channel) if isinstance(channel, str) else None
@@ -105,7 +116,7 @@ class Session:
             return Fail(exc.code, exc.message)
 
     # pusher:subscribe -------------------------------------------------------------------
-    def _subscribe(self, data: dict[str, Any]) -> Action:
+    def _subscribe(self, data: dict[str, Any], now: float) -> Action:
         channel = data.get("channel")
         if not channels.is_valid_name(channel):
             # the name is echoed whole so pusher-js routes the error to that channel object
@@ -115,9 +126,27 @@ class Session:
             )
         assert isinstance(channel, str)
         try:
+            self._check_limits(channel, now)
             return self._authorize(channel, data)
         except SubscriptionError as exc:
             return Reply(messages.subscription_error(channel, exc.kind, exc.message, exc.status))
+
+    def _check_limits(self, channel: str, now: float) -> None:
+        """The app's subscription rate (4301, as for client events) and channels per connection
+        (``LimitReached``/4100, as for a full presence channel); see docs/security.md.
+        Unsubscribing is never limited: each one needs a subscription before it."""
+        app = self.app
+        taken = _take(self._sub_window, self._sub_count, app.max_subscriptions_per_second, now)
+        if taken is None:
+            raise SubscriptionError(
+                "LimitReached", "Subscription rate limit reached", codes.CLIENT_EVENT_REJECTED
+            )
+        self._sub_window, self._sub_count = taken
+        cap = app.max_channels_per_connection
+        if cap and len(self.channels) >= cap and channel not in self.channels:
+            raise SubscriptionError(
+                "LimitReached", f"At most {cap} channels per connection", codes.OVER_CAPACITY
+            )
 
     def _authorize(self, channel: str, data: dict[str, Any]) -> Subscribe:
         kind = channels.kind_of(channel)
@@ -183,19 +212,21 @@ class Session:
         size = len(data.encode()) if isinstance(data, str) else len(messages.dumps(data).encode())
         if size > app.max_payload_bytes:
             raise PusherError(codes.CLIENT_EVENT_REJECTED, "Event data is too large")
-        if not self._take_rate_token(now):
+        limit = app.max_client_events_per_second
+        taken = _take(self._ce_window, self._ce_count, limit, now)
+        if taken is None:
             raise PusherError(codes.CLIENT_EVENT_REJECTED, "Client event rate limit reached")
+        self._ce_window, self._ce_count = taken
         return ClientEvent(channel, message.event, data, self.channels[channel])
 
-    def _take_rate_token(self, now: float) -> bool:
-        """At most N client events in each one-second window (Part B item 6)."""
-        limit = self.app.max_client_events_per_second
-        if limit <= 0:
-            return True
-        if now - self._ce_window >= 1.0:
-            self._ce_window = now
-            self._ce_count = 0
-        if self._ce_count >= limit:
-            return False
-        self._ce_count += 1
-        return True
+
+def _take(window: float, count: int, limit: int, now: float) -> tuple[float, int] | None:
+    """At most ``limit`` in each one-second window starting at ``window`` (Part B item 6);
+    ``limit`` 0 is unlimited. The window and count after one more, or None when over."""
+    if limit <= 0:
+        return window, count
+    if now - window >= 1.0:
+        window, count = now, 0
+    if count >= limit:
+        return None
+    return window, count + 1

@@ -1,0 +1,89 @@
+"""Presence events of one loop tick, net of each other, so that churn is not an amplifier.
+
+A user who joins and leaves a presence channel within one loop tick was never seen by the other
+subscribers: nothing is sent to them. Otherwise each user's net change goes out once at the end
+of the tick: ``member_added`` for a user who was not a member before it, ``member_removed`` for
+one who was and no longer is, and both (removed, then added) for one who left and came back
+through another node. The joining socket is left out of its own ``member_added``, as before
+(PROTOCOL.md A §1.7).
+
+The node must flush a channel's pending changes before it sends anyone a snapshot of the channel
+(``subscription_succeeded``) or another event on it, so that no subscriber sees a member twice
+or an event out of order. Pure bookkeeping: the node delivers what :meth:`take` returns.
+"""
+
+from __future__ import annotations
+
+from ressonance.protocol import messages
+from ressonance.protocol.presence import Member
+
+Key = tuple[str, str]  # (app id, channel)
+
+
+class _Change:
+    """One user's change in one channel during this tick."""
+
+    __slots__ = ("exclude", "member", "was_member")
+
+    def __init__(self, was_member: bool, member: Member | None, exclude: str | None) -> None:
+        self.was_member = was_member
+        self.member = member  # the member at the end of the tick, None when gone
+        self.exclude = exclude  # the socket whose join this is (it has the member already)
+
+
+class PresenceChanges:
+    """Pending ``member_added`` / ``member_removed`` per channel, one entry per user."""
+
+    __slots__ = ("pending",)
+
+    def __init__(self) -> None:
+        self.pending: dict[Key, dict[str, _Change]] = {}
+
+    def added(self, key: Key, member: Member, exclude: str | None) -> None:
+        """``member``'s first socket in the cluster joined; ``exclude`` is that socket's id
+        when it is on this node."""
+        changes = self.pending.get(key)
+        if changes is None:
+            changes = self.pending[key] = {}
+        change = changes.get(member.user_id)
+        if change is None:
+            changes[member.user_id] = _Change(False, member, exclude)
+        else:
+            change.member, change.exclude = member, exclude
+
+    def removed(self, key: Key, user_id: str) -> None:
+        """``user_id``'s last socket in the cluster left."""
+        changes = self.pending.get(key)
+        if changes is None:
+            changes = self.pending[key] = {}
+        change = changes.get(user_id)
+        if change is None:
+            changes[user_id] = _Change(True, None, None)
+        else:
+            change.member, change.exclude = None, None
+
+    def take(self, key: Key) -> list[tuple[str, str | None]]:
+        """The events of ``key``'s pending changes, as (message, socket id to leave out)."""
+        changes = self.pending.pop(key, None)
+        if not changes:
+            return []
+        channel = key[1]
+        out: list[tuple[str, str | None]] = []
+        for user_id, change in changes.items():
+            if change.was_member:
+                out.append((_removed(channel, user_id), None))
+            if change.member is not None:
+                out.append((_added(channel, change.member), change.exclude))
+        return out
+
+
+def _added(channel: str, member: Member) -> str:
+    return messages.encode_event(
+        "pusher_internal:member_added",
+        channel,
+        {"user_id": member.user_id, "user_info": member.user_info},
+    )
+
+
+def _removed(channel: str, user_id: str) -> str:
+    return messages.encode_event("pusher_internal:member_removed", channel, {"user_id": user_id})
