@@ -272,3 +272,14 @@ def test_state_requests_in_one_tick_get_one_state_and_later_ones_wait(
         assert states() == 2
 
     asyncio.run(scenario())
+
+
+def test_channel_list_limit_counts_local_and_remote_channels_once(nodes: list[Node]) -> None:
+    n1, n2, _ = nodes
+    for node, channel in ((n1, "a"), (n2, "a"), (n2, "b"), (n1, "c"), (n2, "d")):
+        send(node, connect(node), "pusher:subscribe", {"channel": channel})
+    full = asyncio.run(queries.channel_stats(n1, APP))
+    assert {k: v.subscription_count for k, v in full.items()} == {"a": 2, "b": 1, "c": 1, "d": 1}
+    first = asyncio.run(queries.channel_stats(n1, APP, limit=3))
+    assert list(first) == ["a", "c", "b"]  # this node's channels first, each once
+    assert first["a"].subscription_count == 2

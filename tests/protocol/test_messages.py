@@ -81,3 +81,42 @@ def test_surrogate_pairs_and_plain_backslashes_still_pass() -> None:
     assert messages.loads(b'{"a":"\\uD83D\\uDE00"}') == {"a": "😀"}
     with pytest.raises(ValueError):
         messages.loads(b'{"a":"\\ud800"}')
+
+
+def nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+@pytest.mark.parametrize("depth", [101, 990, 5000, 100_000])
+def test_nesting_past_the_limit_is_a_value_error(depth: int) -> None:
+    """Never RecursionError (it escaped every caller that caught ValueError), never a value
+    deep enough to fail when encoded again deeper in the stack."""
+    with pytest.raises(ValueError, match="nested deeper"):
+        messages.loads(nested(depth))
+    with pytest.raises(PusherError) as info:
+        messages.parse_client_frame(f'{{"event":"client-x","data":{nested(depth)}}}')
+    assert info.value.code == 4300
+
+
+def test_nesting_up_to_the_limit_and_brackets_in_strings_pass() -> None:
+    assert messages.loads(nested(messages.MAX_DEPTH)) is not None
+    assert messages.loads('{"a":"' + "[{" * 500 + '"}') == {"a": "[{" * 500}
+    wide = "[" + ",".join(['{"k":[1]}'] * 1000) + "]"
+    assert len(messages.loads(wide)) == 1000
+
+
+@pytest.mark.parametrize("event", ["pusher:subscribe", "pusher:unsubscribe", "pusher:signin"])
+def test_deeply_nested_data_string_reads_as_no_data(event: str) -> None:
+    frame = messages.parse_client_frame(json.dumps({"event": event, "data": nested(2500)}))
+    assert frame.data_object() == {}
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b'"\xed\xa0\x80"', b'"\xff"', b'\xef\xbb\xbf{"a":1}', '{"a":1}'.encode("utf-16")],
+    ids=["raw-surrogate", "invalid-byte", "utf8-bom", "utf16"],
+)
+def test_bytes_must_be_utf8_text(raw: bytes) -> None:
+    """json.loads alone decodes raw surrogates (surrogatepass), a BOM and UTF-16."""
+    with pytest.raises(ValueError):
+        messages.loads(raw)

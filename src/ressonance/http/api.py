@@ -200,8 +200,10 @@ def _json_body(request: Request) -> dict[str, Any]:
     if not request.body:
         raise HttpError(400, "The request needs a JSON body")
     try:
-        body = messages.loads(request.body)
-    except (ValueError, RecursionError):
+        body = messages.loads(request.body)  # strict UTF-8, depth and surrogates checked
+    except UnicodeDecodeError:
+        raise HttpError(400, "The body is not UTF-8 text") from None
+    except ValueError:
         raise HttpError(400, "The body is not valid JSON") from None
     if not isinstance(body, dict):
         raise HttpError(400, "The body must be a JSON object")

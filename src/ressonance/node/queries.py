@@ -6,6 +6,7 @@ their control messages), so a query never waits on another node.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from ressonance.models import App
@@ -31,18 +32,31 @@ def _user_count(node: Node, app: App, channel: str) -> int | None:
     return len(roster) if roster is not None else 0
 
 
-async def channel_stats(node: Node, app: App, prefix: str = "") -> dict[str, ChannelStats]:
-    """Occupied channels of ``app`` in the cluster whose names start with ``prefix``."""
+async def channel_stats(
+    node: Node, app: App, prefix: str = "", limit: int = 0
+) -> dict[str, ChannelStats]:
+    """Occupied channels of ``app`` in the cluster whose names start with ``prefix``: the first
+    ``limit`` found (0: all), this node's first; only those are counted and looked up."""
+    stats: dict[str, ChannelStats] = {}
+    for name, count in _occupied(node, app, prefix):
+        if limit and len(stats) >= limit:
+            break
+        stats[name] = ChannelStats(count, _user_count(node, app, name))
+    return stats
+
+
+def _occupied(node: Node, app: App, prefix: str) -> Iterator[tuple[str, int]]:
+    """(channel, subscriptions in the cluster) of the occupied channels starting with
+    ``prefix``, lazily."""
     state = node.hub.get(app.id)
-    counts = node.view.remote_channels(app.id)
-    if state is not None:
-        for name, subscribers in state.channels.items():
-            counts[name] = counts.get(name, 0) + len(subscribers)
-    return {
-        name: ChannelStats(count, _user_count(node, app, name))
-        for name, count in counts.items()
-        if name.startswith(prefix)
-    }
+    local = state.channels if state is not None else {}
+    remote = node.view.remote_channels(app.id)
+    for name, subscribers in local.items():
+        if name.startswith(prefix):
+            yield name, len(subscribers) + remote.get(name, 0)
+    for name, count in remote.items():
+        if name not in local and name.startswith(prefix):
+            yield name, count
 
 
 async def one_channel(node: Node, app: App, channel: str) -> ChannelStats:

@@ -13,6 +13,8 @@ from typing import Any
 from ressonance.errors import PusherError
 
 INVALID_MESSAGE = 4300  # non-fatal "other" range: the socket stays open
+MAX_DEPTH = 100  # nesting of arrays and objects accepted from clients (docs/security.md)
+_CONTAINERS = (dict, list)  # what json.loads nests (exact types: no subclasses come out of it)
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
@@ -23,18 +25,48 @@ def dumps(value: Any) -> str:
 
 
 def loads(text: str | bytes) -> Any:
-    """``json.loads`` for what clients send. Refuses (``ValueError``) a lone surrogate escape
-    such as ``"\\ud800"``: it decodes to a string that has no UTF-8 form, so every frame or
-    broker message that later carried it could not be sent."""
-    value = json.loads(text)
-    # one scan for any \\u escape (rare in practice); only then the full check
-    escaped = b"\\u" in text if isinstance(text, bytes) else "\\u" in text
-    if escaped:
+    """``json.loads`` for what clients send; every refusal is a ``ValueError``.
+
+    Refused besides invalid JSON: bytes that are not UTF-8 (``json.loads`` would decode raw
+    surrogates with ``surrogatepass``, and UTF-16/32 too); a lone surrogate escape such as
+    ``"\\ud800"`` (a string with no UTF-8 form: every frame or broker message that later
+    carried it could not be sent); nesting deeper than :data:`MAX_DEPTH` (the C codec recurses:
+    a value parsed near the recursion limit could fail to encode again later, deeper in the
+    stack, in each frame that carries it)."""
+    if isinstance(text, bytes):
+        text = text.decode()  # UnicodeDecodeError is a ValueError
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise ValueError(f"JSON nested deeper than {MAX_DEPTH}") from None
+    if _too_deep(text, value):
+        raise ValueError(f"JSON nested deeper than {MAX_DEPTH}")
+    # one scan for any \u escape (rare in practice); only then the full check
+    if "\\u" in text:
         try:
             _dumps(value).encode()
         except UnicodeEncodeError:
             raise ValueError("a lone surrogate in a string") from None
     return value
+
+
+def _too_deep(text: str, value: Any) -> bool:
+    """True when arrays and objects in ``value`` nest deeper than :data:`MAX_DEPTH`. Each level
+    takes an opening bracket in ``text``: a text with few of them is not walked (the common
+    case); the walk itself is a loop, not a recursion."""
+    if len(text) <= 2 * MAX_DEPTH or text.count("[") + text.count("{") <= MAX_DEPTH:
+        return False
+    level = [value] if type(value) in _CONTAINERS else []
+    for _ in range(MAX_DEPTH):  # one level of the tree per pass, breadth first
+        below = []
+        for item in level:
+            for child in item.values() if type(item) is dict else item:
+                if type(child) in _CONTAINERS:
+                    below.append(child)
+        if not below:
+            return False
+        level = below
+    return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +92,7 @@ def parse_client_frame(text: str) -> ClientMessage:
     """Parse one text frame. Raises :class:`PusherError` (4300, non-fatal) for bad input."""
     try:
         frame = loads(text)
-    except (ValueError, RecursionError):
+    except ValueError:
         raise PusherError(INVALID_MESSAGE, "Invalid message: not JSON") from None
     if not isinstance(frame, dict):
         raise PusherError(INVALID_MESSAGE, "Invalid message: expected a JSON object")

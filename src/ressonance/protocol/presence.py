@@ -31,7 +31,7 @@ def parse_channel_data(channel_data: object, max_info_bytes: int) -> Member:
         raise SubscriptionError("AuthError", "Presence channels need channel_data", 401)
     try:
         decoded = messages.loads(channel_data)
-    except (ValueError, RecursionError):
+    except ValueError:
         raise SubscriptionError("AuthError", "channel_data is not valid JSON", 401) from None
     if not isinstance(decoded, dict):
         raise SubscriptionError("AuthError", "channel_data must be a JSON object", 401)

@@ -136,17 +136,17 @@ class Session:
         (``LimitReached``/4100, as for a full presence channel); see docs/security.md.
         Unsubscribing is never limited: each one needs a subscription before it."""
         app = self.app
+        cap = app.max_channels_per_connection
+        if cap and len(self.channels) >= cap and channel not in self.channels:
+            raise SubscriptionError(
+                "LimitReached", f"At most {cap} channels per connection", codes.OVER_CAPACITY
+            )
         taken = _take(self._sub_window, self._sub_count, app.max_subscriptions_per_second, now)
         if taken is None:
             raise SubscriptionError(
                 "LimitReached", "Subscription rate limit reached", codes.CLIENT_EVENT_REJECTED
             )
         self._sub_window, self._sub_count = taken
-        cap = app.max_channels_per_connection
-        if cap and len(self.channels) >= cap and channel not in self.channels:
-            raise SubscriptionError(
-                "LimitReached", f"At most {cap} channels per connection", codes.OVER_CAPACITY
-            )
 
     def _authorize(self, channel: str, data: dict[str, Any]) -> Subscribe:
         kind = channels.kind_of(channel)

@@ -13,6 +13,7 @@ from collections import deque
 from typing import TYPE_CHECKING, cast
 
 from ressonance.errors import PusherError
+from ressonance.faultlog import FaultLog
 from ressonance.protocol import codes, messages
 from ressonance.protocol.framing import OP_PONG, close_frame, encode, text_frame
 from ressonance.protocol.session import Session
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from ressonance.transport.listener import Listener
 
 log = logging.getLogger("ressonance.transport")
+faults = FaultLog(log)  # per process: no client can flood the log with tracebacks
 
 HTTP, OPEN, CLOSING, CLOSED = 0, 1, 2, 3
 
@@ -157,7 +159,7 @@ class Edge(asyncio.Protocol):
             try:
                 response = await self.listener.api.handle(request)
             except Exception:
-                log.exception("internal error serving %s %s", request.method, request.path)
+                faults.exception("internal error serving %s %s", request.method, request.path)
                 response = Response(500, b'{"error":"Internal server error","code":500}')
             if self.state != HTTP or self.transport.is_closing():
                 return
@@ -225,7 +227,9 @@ class Edge(asyncio.Protocol):
             try:
                 self.listener.node.receive(self, text)
             except Exception:
-                log.exception("internal error handling a frame from %s", self.session.socket_id)
+                faults.exception(
+                    "internal error handling a frame from %s", self.session.socket_id
+                )
                 self.close(codes.WS_INTERNAL_ERROR, "Internal server error")
         elif opcode == OP_PING:
             self.send(encode(OP_PONG, message.payload))
