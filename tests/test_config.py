@@ -115,3 +115,10 @@ def test_subscription_limits_from_file_and_environment(tmp_path: Path) -> None:
     env["RESSONANCE_APP_MAX_CHANNELS_PER_CONNECTION"] = "-1"
     with pytest.raises(ConfigError, match="max_channels_per_connection must not be negative"):
         load(env=env)
+
+
+@pytest.mark.parametrize("value", ["\u00b2", "--3", "9" * 5000])
+def test_an_int_setting_that_is_not_a_plain_number_is_a_config_error(value: str) -> None:
+    """A ConfigError (exit 2 with the setting's name), never a ValueError traceback."""
+    with pytest.raises(ConfigError, match="activity_timeout"):
+        load(env={"RESSONANCE_ACTIVITY_TIMEOUT": value})

@@ -86,7 +86,8 @@ def _coerce(name: str, value: Any, kind: Any) -> Any:
     elif kind in (int, "int"):
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        digits = value.strip().removeprefix("-") if isinstance(value, str) else ""
+        if digits.isascii() and digits.isdigit() and len(digits) < 20:  # not "²", not 5,000
             return int(value.strip())
     elif kind in (str, "str"):
         if isinstance(value, str | int) and not isinstance(value, bool):

@@ -14,6 +14,7 @@ from ressonance.models import App
 from ressonance.protocol import signatures
 
 TIMESTAMP_WINDOW = 600
+MAX_DIGITS = 20  # an auth_timestamp longer than this is refused (no clock is that far off)
 
 
 def parse_query(query: str) -> list[tuple[str, str]]:
@@ -22,6 +23,14 @@ def parse_query(query: str) -> list[tuple[str, str]]:
         return parse_qsl(query, keep_blank_values=True, strict_parsing=False)
     except ValueError:
         raise HttpError(400, "Malformed query string") from None
+
+
+def _number(text: str) -> int | None:
+    """A query value of ASCII digits as an int, else None. ``str.isdigit`` alone accepts ``²``
+    and other digits ``int`` refuses, and ``int`` refuses more than 4,300 digits."""
+    if not text.isascii() or not text.isdigit() or len(text) > MAX_DIGITS:
+        return None
+    return int(text)
 
 
 def authenticate(
@@ -37,10 +46,10 @@ def authenticate(
     version = query.get("auth_version", "1.0")
     if version != "1.0":
         raise HttpError(401, "Unsupported auth_version (expected 1.0)")
-    timestamp = query.get("auth_timestamp", "")
-    if not timestamp.isdigit():
+    timestamp = _number(query.get("auth_timestamp", ""))
+    if timestamp is None:
         raise HttpError(401, "Missing or invalid auth_timestamp")
-    if abs(now - int(timestamp)) > TIMESTAMP_WINDOW:
+    if abs(now - timestamp) > TIMESTAMP_WINDOW:
         raise HttpError(
             401,
             f"Timestamp expired: auth_timestamp must be within {TIMESTAMP_WINDOW} s "
@@ -50,7 +59,8 @@ def authenticate(
         given_md5 = query.get("body_md5")
         if given_md5 is None:
             raise HttpError(401, "Missing body_md5 for a request with a body")
-        if not hmac.compare_digest(signatures.body_md5(body), given_md5.lower()):
+        # bytes: compare_digest raises TypeError on a str that is not ASCII
+        if not hmac.compare_digest(signatures.body_md5(body).encode(), given_md5.lower().encode()):
             raise HttpError(401, "body_md5 does not match the body")
     expected = signatures.api_signature(app.secret, method, path, params)
     if not hmac.compare_digest(expected.encode(), signature.lower().encode()):

@@ -59,9 +59,10 @@ def check_protocol(protocol: str | None) -> None:
     """Part B item 2: a given ``protocol`` must be 7 (4007); a missing one is accepted."""
     if protocol is None or protocol == "7":
         return
-    if not protocol.isdigit():
+    if not protocol.isascii() or not protocol.isdigit():  # isdigit alone accepts "²"
         raise PusherError(codes.INVALID_VERSION, "Invalid protocol version")
-    raise PusherError(codes.UNSUPPORTED_PROTOCOL, f"Unsupported protocol version {protocol}")
+    shown = protocol if len(protocol) <= 10 else protocol[:10] + "..."  # never echo 16 KB
+    raise PusherError(codes.UNSUPPORTED_PROTOCOL, f"Unsupported protocol version {shown}")
 
 
 class Node:
