@@ -84,29 +84,30 @@ def cut_points(size: int) -> st.SearchStrategy[list[int]]:
 
 
 def retained(obj: object) -> int:
-    """Bytes an object keeps in its slots (bytes, bytearrays, memoryviews and containers of
-    them), counted with their object overhead; each buffer counted once."""
-    seen: set[int] = set()
+    """Bytes an object keeps in its slots (bytes, strings, memoryviews, containers of them and
+    objects holding them), counted with their object overhead; each object counted once."""
+    seen: set[int] = {id(obj)}
+
+    def fields(holder: object) -> int:
+        names: list[str] = []
+        for cls in type(holder).__mro__:
+            slots = cls.__dict__.get("__slots__", ())
+            names += [slots] if isinstance(slots, str) else list(slots)
+        names += list(getattr(holder, "__dict__", {}))
+        return sum(size(getattr(holder, name, None)) for name in names)
 
     def size(value: Any) -> int:
-        if value is None or isinstance(value, int | bool | float | str):
-            return 0
-        if id(value) in seen:
+        if value is None or isinstance(value, int | bool | float) or id(value) in seen:
             return 0
         seen.add(id(value))
-        if isinstance(value, bytes | bytearray):
+        if isinstance(value, bytes | bytearray | str):
             return sys.getsizeof(value)
         if isinstance(value, memoryview):
             return sys.getsizeof(value) + size(value.obj)
         if isinstance(value, list | tuple | set | frozenset) or hasattr(value, "popleft"):
             return sys.getsizeof(value) + sum(size(item) for item in value)
-        if hasattr(value, "__slots__") or hasattr(value, "__dict__"):
-            return retained(value)
-        return sys.getsizeof(value)
+        if isinstance(value, dict):
+            return sys.getsizeof(value) + sum(size(k) + size(v) for k, v in value.items())
+        return sys.getsizeof(value) + fields(value)
 
-    names: list[str] = []
-    for cls in type(obj).__mro__:
-        slots = cls.__dict__.get("__slots__", ())
-        names += [slots] if isinstance(slots, str) else list(slots)
-    names += list(getattr(obj, "__dict__", {}))
-    return sum(size(getattr(obj, name, None)) for name in names)
+    return fields(obj)
