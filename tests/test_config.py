@@ -122,3 +122,15 @@ def test_an_int_setting_that_is_not_a_plain_number_is_a_config_error(value: str)
     """A ConfigError (exit 2 with the setting's name), never a ValueError traceback."""
     with pytest.raises(ConfigError, match="activity_timeout"):
         load(env={"RESSONANCE_ACTIVITY_TIMEOUT": value})
+
+
+def test_replay_guard_is_off_by_default_and_set_from_file_or_environment(tmp_path: Path) -> None:
+    assert load(env={}).replay_guard is False
+    config = tmp_path / "c.toml"
+    config.write_text("replay_guard = true\nreplay_guard_size = 5000\n")
+    settings = load(config_file=config)
+    assert settings.replay_guard is True and settings.replay_guard_size == 5000
+    settings = load(env={"RESSONANCE_REPLAY_GUARD": "1", "RESSONANCE_REPLAY_GUARD_SIZE": "9"})
+    assert settings.replay_guard is True and settings.replay_guard_size == 9
+    with pytest.raises(ConfigError, match="replay_guard_size"):
+        load(env={"RESSONANCE_REPLAY_GUARD_SIZE": "0"})

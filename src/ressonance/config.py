@@ -45,6 +45,8 @@ class Settings:
     region: str = ""
     node_timeout: int = 10
     workers: int = 1
+    replay_guard: bool = False
+    replay_guard_size: int = 100_000
     apps: tuple[App, ...] = field(default=())
     dev_app: bool = False
 
@@ -62,6 +64,7 @@ _POSITIVE = {
     "keep_alive_timeout",
     "node_timeout",
     "workers",
+    "replay_guard_size",
 }
 BROKER_SCHEMES = ("redis://", "rediss://", "unix://", "nats://", "tls://")
 

@@ -11,6 +11,7 @@ from ressonance.apps.static import StaticAppStore
 from ressonance.config import Settings
 from ressonance.http.api import Api
 from ressonance.node.node import Node
+from ressonance.node.replay import ReplayGuard
 from ressonance.reclaim import Reclaimer
 from ressonance.scaling.factory import make_broker
 from ressonance.transport.listener import Listener
@@ -35,6 +36,7 @@ class Server:
             activity_timeout=settings.activity_timeout,
             region=settings.region,
             node_timeout=float(settings.node_timeout),
+            replay=ReplayGuard(settings.replay_guard_size) if settings.replay_guard else None,
         )
         self.api = Api(self.node, self.apps)
         self.listener: Listener | None = None

@@ -11,6 +11,7 @@ from urllib.parse import parse_qsl
 
 from ressonance.errors import HttpError
 from ressonance.models import App
+from ressonance.node.replay import Claim
 from ressonance.protocol import signatures
 
 TIMESTAMP_WINDOW = 600
@@ -35,8 +36,9 @@ def _number(text: str) -> int | None:
 
 def authenticate(
     app: App, method: str, path: str, params: list[tuple[str, str]], body: bytes, now: float
-) -> None:
-    """Raise :class:`HttpError` 401 with the reason unless the request is signed by ``app``."""
+) -> tuple[str, int]:
+    """Raise :class:`HttpError` 401 with the reason unless the request is signed by ``app``;
+    returns the verified ``auth_signature`` (lower-case hex) and ``auth_timestamp``."""
     query = dict(params)
     if query.get("auth_key") != app.key:
         raise HttpError(401, "Unknown or missing auth_key")
@@ -65,3 +67,20 @@ def authenticate(
     expected = signatures.api_signature(app.secret, method, path, params)
     if not hmac.compare_digest(expected.encode(), signature.lower().encode()):
         raise HttpError(401, "Invalid signature: check the app secret and the signed string")
+    return expected, timestamp
+
+
+def refuse_replay(claim: Claim) -> None:
+    """401 for a signature the replay guard has seen, or cannot check (docs/security.md)."""
+    if claim is Claim.REPLAYED:
+        raise HttpError(
+            401,
+            "Replayed request: this auth_signature was already used (replay_guard is on; "
+            "each request needs its own signature)",
+        )
+    if claim is Claim.TOO_OLD:
+        raise HttpError(
+            401,
+            "auth_timestamp is older than the replay guard can check while it is full "
+            "(replay_guard_size): sign with the current time",
+        )

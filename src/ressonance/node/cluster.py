@@ -68,7 +68,15 @@ class SendState:
     """Another node asked for this node's full state: call :meth:`ClusterView.send_state`."""
 
 
-Effect = MemberAdded | MemberRemoved | CountChanged | Terminate | SendState
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """Another node served signed HTTP requests: (signature hex, window end) for the replay
+    guard (:mod:`ressonance.node.replay`)."""
+
+    signatures: list[tuple[bytes, float]]
+
+
+Effect = MemberAdded | MemberRemoved | CountChanged | Terminate | SendState | Seen
 
 
 class Peer:
@@ -159,6 +167,10 @@ class ClusterView:
 
     def terminate(self, app_id: str, user_id: str) -> None:
         self._emit({"t": "term", "a": app_id, "u": user_id})
+
+    def seen(self, signatures: list[tuple[str, float]]) -> None:
+        """Signed requests this node served (replay guard): one message per loop tick."""
+        self._emit({"t": "seen", "g": signatures})
 
     def hello(self, conns: dict[str, int], counts: dict[Key, int], now: float) -> None:
         """Announce this node (at start and after the broker's link came back): the others
@@ -252,6 +264,9 @@ class ClusterView:
 
     def _on_term(self, peer: Peer, m: dict[str, Any], now: float) -> list[Effect]:
         return [Terminate(str(m["a"]), str(m["u"]))]
+
+    def _on_seen(self, peer: Peer, m: dict[str, Any], now: float) -> list[Effect]:
+        return [Seen([(bytes.fromhex(sig), float(expires)) for sig, expires in m["g"]])]
 
     def _on_sync(self, peer: Peer, m: dict[str, Any], now: float) -> list[Effect]:
         return [SendState()] if m.get("to") == self.node_id else []
@@ -365,6 +380,7 @@ _HANDLERS = {
     "hb": ClusterView._on_heartbeat,
     "cache": ClusterView._on_cache,
     "term": ClusterView._on_term,
+    "seen": ClusterView._on_seen,
     "sync": ClusterView._on_sync,
     "hello": ClusterView._on_hello,
     "bye": ClusterView._on_bye,

@@ -25,11 +25,13 @@ from ressonance.node.cluster import (
     Effect,
     MemberAdded,
     MemberRemoved,
+    Seen,
     SendState,
     Terminate,
 )
 from ressonance.node.coalesce import PresenceChanges
 from ressonance.node.hub import AppState, Hub, Socket
+from ressonance.node.replay import WINDOW, Claim, ReplayGuard
 from ressonance.protocol import channels, codes, messages
 from ressonance.protocol.framing import text_frame
 from ressonance.protocol.session import (
@@ -75,8 +77,11 @@ class Node:
         clock: Callable[[], float] = time.monotonic,
         region: str = "",
         node_timeout: float = 10.0,
+        replay: ReplayGuard | None = None,
     ) -> None:
         self.hub = Hub()
+        self.replay = replay  # None: replay_guard is off
+        self._seen: list[tuple[str, float]] = []  # served signatures to tell the others
         self.broker = broker
         self.activity_timeout = activity_timeout
         self.clock = clock
@@ -349,6 +354,23 @@ class Node:
             for watcher in watchers:
                 watcher.send(frame)
 
+    def claim_signature(self, signature: str, timestamp: int, now: float) -> Claim:
+        """The replay guard's verdict on a verified HTTP API signature (always FIRST when it
+        is off); a first use is told to the other nodes, once per loop tick for all."""
+        if self.replay is None:
+            return Claim.FIRST
+        claim = self.replay.claim(signature, timestamp, now)
+        if claim is Claim.FIRST:
+            if not self._seen:
+                _soon(self._send_seen)
+            self._seen.append((signature, timestamp + WINDOW))
+        return claim
+
+    def _send_seen(self) -> None:
+        seen, self._seen = self._seen, []
+        self.view.seen(seen)
+        self._send()
+
     def terminate_user(self, app: App, user_id: str) -> int:
         """Close every signed-in socket of ``user_id`` in the cluster (HTTP
         ``terminate_connections``); returns how many were on this node."""
@@ -464,6 +486,10 @@ class Node:
                 self._terminate_here(effect.app_id, effect.user_id)
             elif isinstance(effect, SendState):
                 self._want_state()
+            elif isinstance(effect, Seen) and self.replay is not None:
+                self.replay.expire(time.time())
+                for key, expires in effect.signatures:
+                    self.replay.remember(key, expires)
 
     def _want_state(self) -> None:
         """Send this node's full state for a ``hello`` or ``sync``: once for all the requests
