@@ -20,6 +20,7 @@ from ressonance.protocol.messages import dumps
 from ressonance.transport.http11 import Request, Response
 
 MAX_CHANNELS = 100
+MAX_CHANNEL_LIST = 1000  # GET /channels lists at most this many, then says "truncated"
 MAX_BATCH = 10
 MAX_EVENT_NAME = 200
 _SOCKET_ID = re.compile(r"\d+\.\d+")
@@ -148,8 +149,12 @@ class Api:
         attributes = _attributes(q.get("info"))
         if "user_count" in attributes and not prefix.startswith("presence-"):
             raise HttpError(400, "info=user_count needs filter_by_prefix=presence-")
-        stats = await queries.channel_stats(self.node, app, prefix)
-        return {"channels": {name: _entry(s, attributes) for name, s in stats.items()}}
+        stats = await queries.channel_stats(self.node, app, prefix, MAX_CHANNEL_LIST + 1)
+        listed = {name: _entry(s, attributes) for name, s in stats.items()}
+        if len(listed) <= MAX_CHANNEL_LIST:
+            return {"channels": listed}
+        listed.popitem()  # Pusher pages nothing: a bounded answer says it is not all
+        return {"channels": listed, "truncated": True}
 
     async def _channel(self, app: App, args: list[str], _: Request, q: dict[str, str]) -> Any:
         (channel,) = args
