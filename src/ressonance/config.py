@@ -37,6 +37,7 @@ class Settings:
     max_request_kb: int = 1024
     handshake_timeout: int = 10
     keep_alive_timeout: int = 30
+    max_http_connections: int = 1024
     log_level: str = "info"
     log_format: str = "text"
     broker: str = "memory"
@@ -62,6 +63,7 @@ _POSITIVE = {
     "max_request_kb",
     "handshake_timeout",
     "keep_alive_timeout",
+    "max_http_connections",
     "node_timeout",
     "workers",
     "replay_guard_size",

@@ -2,7 +2,8 @@
 
 No task per connection: the loop calls :class:`Edge` back; frames queued by :meth:`Edge.send`
 during one loop iteration go out in one write (:class:`Listener` flushes them); time-outs are
-checked by :meth:`Listener.sweep`, one periodic pass over all connections.
+checked by :meth:`Listener.sweep`, one periodic pass over all connections. The HTTP phase and
+the close handshake have absolute deadlines: bytes trickling in never extend them.
 """
 
 from __future__ import annotations
@@ -45,13 +46,14 @@ class Edge(asyncio.Protocol):
     __slots__ = (
         "_busy",
         "_detached",
+        "_idle",
         "_out",
         "_parser",
         "_paused",
         "_pending",
         "_reader",
-        "_served",
         "_task",
+        "deadline",
         "listener",
         "ping_sent",
         "seen",
@@ -65,15 +67,16 @@ class Edge(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.state = HTTP
         self.session: Session = None  # type: ignore[assignment]  # set by Node.connect
-        self.seen = 0.0
+        self.seen = 0.0  # a WebSocket's last input (activity_timeout)
         self.ping_sent = 0.0
+        self.deadline = 0.0  # HTTP: the request must be complete by then; CLOSING: abort then
+        self._idle = False  # HTTP keep-alive: a response went out, no byte of the next request
         self._reader: RequestReader | None = RequestReader(listener.max_request_bytes)
         self._parser: FrameParser | None = None
         self._out: list[bytes] | None = None
         self._paused = False
         self._pending: deque[Request] | None = None
         self._busy = False
-        self._served = 0
         self._task: asyncio.Task[None] | None = None
         self._detached = False
 
@@ -82,12 +85,13 @@ class Edge(asyncio.Protocol):
         transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         self.transport = transport
         transport.set_write_buffer_limits(high=self.listener.write_buffer_bytes)
-        self.seen = self.listener.now()
-        self.listener.connections.add(self)
+        self.deadline = self.listener.now() + self.listener.handshake_timeout
+        if not self.listener.opened(self):
+            self._refuse(HttpFault(503, "Server is at its connection limit"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.state = CLOSED
-        self.listener.connections.discard(self)
+        self.listener.closed(self)
         self._drop_reader()
         self._detach()
         if self._task is not None and not self._task.done():
@@ -100,10 +104,13 @@ class Edge(asyncio.Protocol):
         self._paused = False
 
     def data_received(self, data: bytes) -> None:
-        self.seen = self.listener.now()
         if self.state == HTTP:
+            if self._idle:  # the first bytes of the next request: it has handshake_timeout
+                self._idle = False
+                self.deadline = self.listener.now() + self.listener.handshake_timeout
             self._http_received(data)
         elif self._parser is not None:
+            self.seen = self.listener.now()
             self.ping_sent = 0.0
             self._ws_received(data)
 
@@ -138,10 +145,18 @@ class Edge(asyncio.Protocol):
         headers = handshake.refusal_headers(fault)
         self.transport.write(serialize(Response(fault.status, body, headers=headers), False))
         self._drop_reader()
-        self.state = CLOSING
+        self._closing()
         self.transport.close()
 
+    def evict(self) -> None:
+        """Make room for a new connection (:meth:`Listener.opened`): end this one now."""
+        self._drop_reader()
+        self._closing()
+        if self.transport is not None:
+            self.transport.abort()
+
     def _queue(self, request: Request) -> None:
+        self.listener.requested(self)
         if self._pending is None:
             self._pending = deque()
         self._pending.append(request)
@@ -165,21 +180,32 @@ class Edge(asyncio.Protocol):
                 return
             keep_alive = request.keep_alive and not self.listener.draining
             self.transport.write(serialize(response, keep_alive))
-            self._served += 1
-            self.seen = self.listener.now()
             if not keep_alive:
-                self.state = CLOSING
+                self._closing()
                 self.transport.close()
                 return
             if len(pending) <= 16:
                 self.transport.resume_reading()
         self._busy = False
+        self._await_request()
+
+    def _await_request(self) -> None:
+        """After the responses: the next request must be complete within keep_alive_timeout,
+        or within handshake_timeout of its first byte (one partly received: from now)."""
+        listener = self.listener
+        if self.state != HTTP or self._reader is None:
+            return
+        self._idle = self._reader.between_requests
+        timeout = listener.keep_alive_timeout if self._idle else listener.handshake_timeout
+        self.deadline = listener.now() + timeout
 
     # upgrade -------------------------------------------------------------------------------
     def _upgrade(self, request: Request, rest: bytes) -> None:
         upgrade = handshake.check(request)  # HttpFault → refused by the caller
         if self.listener.draining:
             raise HttpFault(503, "Server is shutting down")
+        if not self.listener.upgrading(self):
+            raise HttpFault(503, "Server is at its connection limit")
         assert self.transport is not None
         self.transport.pause_reading()
         self._drop_reader()
@@ -227,9 +253,7 @@ class Edge(asyncio.Protocol):
             try:
                 self.listener.node.receive(self, text)
             except Exception:
-                faults.exception(
-                    "internal error handling a frame from %s", self.session.socket_id
-                )
+                faults.exception("internal error handling a frame from %s", self.session.socket_id)
                 self.close(codes.WS_INTERNAL_ERROR, "Internal server error")
         elif opcode == OP_PING:
             self.send(encode(OP_PONG, message.payload))
@@ -281,8 +305,7 @@ class Edge(asyncio.Protocol):
         self._start_close(code, message)
 
     def _start_close(self, code: int, reason: str) -> None:
-        self.state = CLOSING
-        self.seen = self.listener.now()
+        self._closing()
         if self.transport is not None:
             self.transport.write(close_frame(code, reason))
         asyncio.get_running_loop().call_soon(self._detach)
@@ -299,8 +322,13 @@ class Edge(asyncio.Protocol):
         reader = self._reader
         partial = reader is not None and not reader.between_requests
         if self.state == HTTP and not self._busy and not partial and self.transport is not None:
-            self.state = CLOSING
+            self._closing()
             self.transport.close()
+
+    def _closing(self) -> None:
+        """The connection ends within ``close_timeout`` whatever the peer sends (or not)."""
+        self.state = CLOSING
+        self.deadline = self.listener.now() + self.listener.close_timeout
 
     # time-outs (called by Listener.sweep) --------------------------------------------------
     def check_timeouts(self, now: float) -> None:
@@ -308,19 +336,18 @@ class Edge(asyncio.Protocol):
         transport = self.transport
         if transport is None:
             return
-        idle = now - self.seen
         if self.state == OPEN:
             if self.ping_sent:
                 if now - self.ping_sent > listener.pong_timeout:
                     listener.node.fail(self, codes.PONG_NOT_RECEIVED, "Pong reply not received")
-            elif idle > listener.activity_timeout:
+            elif now - self.seen > listener.activity_timeout:
                 self.ping_sent = now
                 self.send(text_frame(messages.PING))
+        elif now <= self.deadline:
+            return
         elif self.state == CLOSING:
-            if idle > listener.close_timeout:
-                transport.abort()
+            transport.abort()
         elif self.state == HTTP and not self._busy:
-            limit = listener.keep_alive_timeout if self._served else listener.handshake_timeout
-            if idle > limit:
-                self.state = CLOSING
-                transport.close()
+            self._drop_reader()
+            self._closing()
+            transport.close()

@@ -1,11 +1,14 @@
-"""The listening side: accepts connections, coalesces writes per loop tick, sweeps time-outs,
-and drains on shutdown (close code 4200, PROTOCOL.md Part B item 2)."""
+"""The listening side: accepts connections within the node's socket budget, coalesces writes
+per loop tick, sweeps time-outs, and drains on shutdown (close code 4200, docs/protocol.md)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import resource
 import socket
+import sys
 
 from ressonance.apps.base import AppStore
 from ressonance.config import Settings
@@ -15,6 +18,19 @@ from ressonance.protocol import codes
 from ressonance.transport.edge import OPEN, Edge
 
 log = logging.getLogger("ressonance.transport")
+
+FD_RESERVE = 16  # descriptors no socket may take: the broker's reconnects, files, libuv's own
+HTTP_ROOM = 16  # descriptors only HTTP connections may take: /health and the API at the limit
+
+
+def open_fds() -> int:
+    """How many file descriptors this process has open (0 where it cannot tell)."""
+    for path in ("/proc/self/fd", "/dev/fd"):
+        try:
+            return len(os.listdir(path))
+        except OSError:
+            continue
+    return 0
 
 
 class Listener:
@@ -36,6 +52,11 @@ class Listener:
         self.write_buffer_bytes = settings.write_buffer_kb * 1024
         self.close_slow_consumers = settings.slow_consumer == "close"
         self.connections: set[Edge] = set()
+        # connections in the HTTP phase, the one longest without a complete request first
+        self.http: dict[Edge, None] = {}
+        self.max_http = settings.max_http_connections
+        self.max_sockets = sys.maxsize  # what RLIMIT_NOFILE leaves for sockets (refresh_limits)
+        self._other_fds = 0
         self.draining = False
         self.dropped_frames = 0
         self._dirty: list[Edge] = []
@@ -59,10 +80,59 @@ class Listener:
                 reuse_address=True,
                 reuse_port=reuse_port or None,
             )
+        self._other_fds = open_fds()
+        self.refresh_limits()
 
     @property
     def sockets(self) -> list[socket.socket]:
         return list(self._server.sockets) if self._server else []
+
+    # the socket budget ---------------------------------------------------------------------
+    def refresh_limits(self) -> None:
+        """Sockets the file-descriptor limit leaves, less a reserve (read again every sweep, so
+        a limit changed on the running process counts)."""
+        soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft == resource.RLIM_INFINITY:
+            self.max_sockets = sys.maxsize
+        else:
+            self.max_sockets = soft - self._other_fds - FD_RESERVE
+
+    def opened(self, edge: Edge) -> bool:
+        """A new connection, in the HTTP phase. Over ``max_http_connections`` or the sockets the
+        fd limit leaves, the HTTP connection longest without a complete request is evicted to
+        make room, so trickling clients cannot keep new ones (and /health) out. False: no room
+        (every other socket is a WebSocket); the caller answers 503."""
+        connections = self.connections
+        http = self.http
+        connections.add(edge)
+        http[edge] = None
+        if len(http) > self.max_http or len(connections) > self.max_sockets:
+            oldest = next(iter(http))
+            if oldest is edge:
+                return False
+            del http[oldest]
+            oldest.evict()
+        return True
+
+    def requested(self, edge: Edge) -> None:
+        """``edge`` sent a complete request: it goes last in the eviction order."""
+        http = self.http
+        if edge in http:
+            del http[edge]
+            http[edge] = None
+
+    def upgrading(self, edge: Edge) -> bool:
+        """``edge`` leaves the HTTP phase for a WebSocket, if one more leaves room for HTTP
+        connections (``HTTP_ROOM``) under the fd limit."""
+        websockets = len(self.connections) - len(self.http)
+        if websockets >= self.max_sockets - HTTP_ROOM:
+            return False
+        self.http.pop(edge, None)
+        return True
+
+    def closed(self, edge: Edge) -> None:
+        self.connections.discard(edge)
+        self.http.pop(edge, None)
 
     # write coalescing ----------------------------------------------------------------------
     def mark_dirty(self, edge: Edge) -> None:
@@ -86,6 +156,7 @@ class Listener:
 
     # time-outs -----------------------------------------------------------------------------
     def sweep(self) -> None:
+        self.refresh_limits()
         now = self.now()
         for edge in list(self.connections):
             edge.check_timeouts(now)
