@@ -190,3 +190,34 @@ def test_health_answers_when_trickling_sockets_use_up_the_fd_limit(tmp_path: Pat
         failed = sum(a is None or a > 1.5 for a in answers)
         assert failed == 0, f"/health: {answers} ({opened} sockets opened)"
         assert cpu < 0.6 * elapsed, f"server CPU {cpu:.2f}s in {elapsed:.2f}s"
+
+
+def upgrade_status(server: RunningServer) -> tuple[int | None, socket.socket]:
+    """Open a WebSocket by hand: the status of the answer (None: closed unanswered)."""
+    sock = connect(server)
+    sock.sendall(upgrade_request(server.host, server.port, "/app/test-key?protocol=7"))
+    try:
+        head = recv_until(sock, b"\r\n\r\n")
+    except (AssertionError, OSError):
+        return None, sock
+    return int(head.split(b" ", 2)[1]), sock
+
+
+def test_websockets_leave_room_for_http_at_the_fd_limit(tmp_path: Path) -> None:
+    """With 64 files allowed, WebSockets are opened until one is refused: it is answered 503
+    (not dropped unanswered), the others stay open, and /health is served."""
+    with run_server(tmp_path) as srv:
+        resource.prlimit(srv.process.pid, resource.RLIMIT_NOFILE, (64, 64))
+        time.sleep(SWEEP + 0.5)  # the sweep reads the new limit
+        socks: list[socket.socket] = []
+        try:
+            status: int | None = 101
+            while status == 101 and len(socks) < 80:
+                status, sock = upgrade_status(srv)
+                socks.append(sock)
+            assert status == 503, f"{status} after {len(socks) - 1} WebSockets"
+            assert health(srv) is not None
+            assert not any(is_closed(s) for s in socks[:-1])
+        finally:
+            for sock in socks:
+                sock.close()
