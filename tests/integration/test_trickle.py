@@ -192,15 +192,16 @@ def test_health_answers_when_trickling_sockets_use_up_the_fd_limit(tmp_path: Pat
         assert cpu < 0.6 * elapsed, f"server CPU {cpu:.2f}s in {elapsed:.2f}s"
 
 
-def upgrade_status(server: RunningServer) -> tuple[int | None, socket.socket]:
-    """Open a WebSocket by hand: the status of the answer (None: closed unanswered)."""
+def upgrade_status(server: RunningServer) -> tuple[int | None, socket.socket, bytes]:
+    """Open a WebSocket by hand: the status of the answer (None: closed unanswered), the
+    socket, and what came with the answer."""
     sock = connect(server)
     sock.sendall(upgrade_request(server.host, server.port, "/app/test-key?protocol=7"))
     try:
-        head = recv_until(sock, b"\r\n\r\n")
+        got = recv_until(sock, b"\r\n\r\n")
     except (AssertionError, OSError):
-        return None, sock
-    return int(head.split(b" ", 2)[1]), sock
+        return None, sock, b""
+    return int(got.split(b" ", 2)[1]), sock, got
 
 
 def test_websockets_leave_room_for_http_at_the_fd_limit(tmp_path: Path) -> None:
@@ -213,7 +214,7 @@ def test_websockets_leave_room_for_http_at_the_fd_limit(tmp_path: Path) -> None:
         try:
             status: int | None = 101
             while status == 101 and len(socks) < 80:
-                status, sock = upgrade_status(srv)
+                status, sock, _ = upgrade_status(srv)
                 socks.append(sock)
             assert status == 503, f"{status} after {len(socks) - 1} WebSockets"
             assert health(srv) is not None
@@ -221,3 +222,19 @@ def test_websockets_leave_room_for_http_at_the_fd_limit(tmp_path: Path) -> None:
         finally:
             for sock in socks:
                 sock.close()
+
+
+def test_a_new_websocket_is_not_pinged_before_activity_timeout(fast: RunningServer) -> None:
+    """The activity clock of a WebSocket starts at its upgrade (the HTTP phase keeps none)."""
+    status, sock, got = upgrade_status(fast)
+    with sock:
+        assert status == 101
+        if b"connection_established" not in got:
+            recv_until(sock, b"connection_established")
+        time.sleep(2 * SWEEP + 0.5)
+        sock.settimeout(0.5)
+        try:
+            extra = sock.recv(4096)
+        except TimeoutError:
+            extra = b""
+        assert b"pusher:ping" not in extra, extra

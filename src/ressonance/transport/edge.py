@@ -219,6 +219,7 @@ class Edge(asyncio.Protocol):
             return
         transport.write(serialize(handshake.response(upgrade), True))
         self.state = OPEN
+        self.seen = listener.now()  # activity_timeout counts from here
         self._parser = FrameParser(listener.max_message_bytes)
         try:
             admitted = listener.node.admit(app, upgrade.protocol, upgrade.origin)
