@@ -641,7 +641,7 @@ async def test_client_event_over_max_payload_kb(server: RunningServer) -> None:
         lambda sid: {"auth": user_auth(APP, sid, '{"id":""}'), "user_data": '{"id":""}'},
         lambda sid: {"auth": user_auth(APP, sid, "not json"), "user_data": "not json"},
         lambda sid: {"user_data": '{"id":"u"}'},
-        lambda sid: "garbage",
+        lambda sid: "[1]",  # a string that is JSON but no object (one that is not JSON: 4300)
     ],
     ids=["bad-signature", "other-socket", "no-id", "empty-id", "not-json", "no-auth", "string"],
 )

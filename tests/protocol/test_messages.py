@@ -106,9 +106,12 @@ def test_nesting_up_to_the_limit_and_brackets_in_strings_pass() -> None:
 
 
 @pytest.mark.parametrize("event", ["pusher:subscribe", "pusher:unsubscribe", "pusher:signin"])
-def test_deeply_nested_data_string_reads_as_no_data(event: str) -> None:
-    frame = messages.parse_client_frame(json.dumps({"event": event, "data": nested(2500)}))
-    assert frame.data_object() == {}
+@pytest.mark.parametrize("data", [nested(2500), nested(101), "garbage"], ids=["2500", "101", "x"])
+def test_data_string_that_is_not_json_is_4300(event: str, data: str) -> None:
+    frame = messages.parse_client_frame(json.dumps({"event": event, "data": data}))
+    with pytest.raises(PusherError) as info:
+        frame.data_object()
+    assert info.value.code == 4300
 
 
 @pytest.mark.parametrize(

@@ -78,13 +78,15 @@ class ClientMessage:
     data: Any
 
     def data_object(self) -> dict[str, Any]:
-        """``data`` as an object, decoding a JSON string; ``{}`` when it is neither."""
+        """``data`` as an object, decoding a JSON string; ``{}`` when it is neither. A string
+        that is not JSON (or nested too deep) is a bad message like a frame that is not JSON:
+        :class:`PusherError` 4300."""
         data = self.data
         if isinstance(data, str):
             try:
                 data = loads(data)
             except ValueError:
-                return {}
+                raise PusherError(INVALID_MESSAGE, "Invalid message: data is not JSON") from None
         return data if isinstance(data, dict) else {}
 
 
