@@ -56,14 +56,13 @@ def test_a_full_guard_drops_the_oldest_and_refuses_what_it_can_no_longer_check()
 
 def test_more_than_capacity_within_one_second_is_refused_not_forgotten() -> None:
     """The guard cannot remember them all: the rest of that second is refused (fail closed),
-    and none of those served can be replayed, the forgotten one included."""
+    and none of those served can be replayed."""
     guard = ReplayGuard(capacity=10)
     sigs = [signature() for _ in range(20)]
     claims = [guard.claim(sig, int(NOW), NOW) for sig in sigs]
-    served = [sig for sig, claim in zip(sigs, claims, strict=True) if claim is Claim.FIRST]
-    assert claims[:11] == [Claim.FIRST] * 11  # the 11th pushes one of the same second out
-    assert claims[11:] == [Claim.TOO_OLD] * 9 and len(guard) <= 10
-    assert Claim.FIRST not in {guard.claim(sig, int(NOW), NOW) for sig in served}
+    assert claims == [Claim.FIRST] * 10 + [Claim.TOO_OLD] * 10 and len(guard) == 10
+    assert {guard.claim(sig, int(NOW), NOW) for sig in sigs[:10]} == {Claim.REPLAYED}
+    assert guard.claim(signature(), int(NOW) + 1, NOW) is Claim.FIRST  # a later second: room
 
 
 def test_a_new_signature_older_than_all_in_a_full_guard_is_too_old() -> None:

@@ -5,10 +5,12 @@ Pusher's request signature has no nonce: a captured request stays valid while it
 ``auth_signature`` it served until that window closes, refuses a second use, and tells the other
 nodes (a ``seen`` control message, :meth:`~ressonance.node.cluster.ClusterView.seen`).
 
-Memory is bounded: at most ``capacity`` signatures. When full, the one that expires first is
-forgotten and the guard's *horizon* moves up to its expiry: from then on a request whose window
-ends at or before the horizon is refused as too old to be checked (fresh requests, which is what
-the SDKs send, are unaffected; the accepted window shrinks instead of replays getting through).
+Memory is bounded: at most ``capacity`` signatures. When full, a new one that expires later
+than some kept one takes the place of the one that expires first, and the guard's *horizon*
+moves up to that one's expiry: from then on a request whose window ends at or before the horizon
+is refused as too old to be checked. A new one that expires no later than every kept one is
+refused the same way (it cannot be kept). Fresh requests, which is what the SDKs send, pass; the
+accepted window shrinks instead of replays getting through.
 
 Pure bookkeeping: no I/O, no clock; times are Unix seconds passed in by the caller.
 """
@@ -35,7 +37,7 @@ class ReplayGuard:
     __slots__ = ("_expiry", "_seen", "capacity", "horizon")
 
     def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
+        self.capacity = max(1, capacity)
         self.horizon = 0.0  # requests whose window ends at or before this are refused
         self._seen: set[bytes] = set()
         self._expiry: list[tuple[float, bytes]] = []  # a heap: the first to expire on top
@@ -59,13 +61,15 @@ class ReplayGuard:
             return False
         if key in self._seen:
             return True
-        self._seen.add(key)
-        heapq.heappush(self._expiry, (expires, key))
-        if len(self._seen) > self.capacity:
-            dropped_at, dropped = heapq.heappop(self._expiry)
+        if len(self._seen) < self.capacity:
+            heapq.heappush(self._expiry, (expires, key))
+        elif expires <= self._expiry[0][0]:
+            return False  # full, and it expires no later than any kept: not kept, not served
+        else:
+            dropped_at, dropped = heapq.heapreplace(self._expiry, (expires, key))
             self._seen.discard(dropped)
             self.horizon = max(self.horizon, dropped_at)
-            return dropped != key
+        self._seen.add(key)
         return True
 
     def expire(self, now: float) -> None:
