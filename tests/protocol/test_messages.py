@@ -123,3 +123,17 @@ def test_bytes_must_be_utf8_text(raw: bytes) -> None:
     """json.loads alone decodes raw surrogates (surrogatepass), a BOM and UTF-16."""
     with pytest.raises(ValueError):
         messages.loads(raw)
+
+
+@pytest.mark.parametrize(
+    "text", ['{"a":NaN}', '{"a":Infinity}', "[-Infinity]", '{"a":1e999}', '{"a":-1E400}']
+)
+def test_non_json_numbers_are_refused(text: str) -> None:
+    # Python's json accepts them; re-encoded they are not JSON, so every client that received
+    # the event would fail to parse it
+    with pytest.raises(ValueError):
+        messages.loads(text)
+
+
+def test_ordinary_floats_still_parse() -> None:
+    assert messages.loads('{"a":1.5,"b":-2e3,"c":0.0}') == {"a": 1.5, "b": -2000.0, "c": 0.0}

@@ -19,6 +19,23 @@ _CONTAINERS = (dict, list)  # what json.loads nests (exact types: no subclasses 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
+def _finite(text: str) -> float:
+    """A JSON number with a fraction or exponent; ``1e999`` would become ``inf``, which no
+    JSON text can carry (every frame that later held it would be unreadable to clients)."""
+    value = float(text)
+    if value - value != 0.0:  # inf - inf is nan, and nan != 0
+        raise ValueError("a number out of range")
+    return value
+
+
+def _constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+# json.loads plus: NaN, Infinity and -Infinity (which Python accepts) are refused
+_decode = json.JSONDecoder(parse_float=_finite, parse_constant=_constant).decode
+
+
 def dumps(value: Any) -> str:
     """Compact JSON, the one encoder the protocol uses."""
     return _dumps(value)
@@ -36,7 +53,7 @@ def loads(text: str | bytes) -> Any:
     if isinstance(text, bytes):
         text = text.decode()  # UnicodeDecodeError is a ValueError
     try:
-        value = json.loads(text)
+        value = _decode(text)
     except RecursionError:
         raise ValueError(f"JSON nested deeper than {MAX_DEPTH}") from None
     if _too_deep(text, value):
