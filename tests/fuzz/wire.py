@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -111,3 +112,37 @@ def retained(obj: object) -> int:
         return sys.getsizeof(value) + fields(value)
 
     return fields(obj)
+
+
+def _refuse(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON (a browser's JSON.parse refuses it)")
+
+
+def strict_json(text: str | bytes) -> Any:
+    """Parse as a client would: UTF-8, and no NaN or Infinity (Python's json accepts them)."""
+    return json.loads(text, parse_constant=_refuse)
+
+
+class Recorder:
+    """A socket for the node (the ``Socket`` role): checks that every frame is a final text
+    frame of strict JSON, keeps them decoded, and checks the close code."""
+
+    def __init__(self, close_codes: set[int]) -> None:
+        self.session: Any = None
+        self.frames: list[Any] = []
+        self.closed: tuple[int, str] | None = None
+        self.close_codes = close_codes
+
+    def send(self, frame: bytes) -> None:
+        assert frame[0] == 0x81, frame[:2]
+        n, at = frame[1] & 0x7F, 2
+        if n == 126:
+            n, at = int.from_bytes(frame[2:4], "big"), 4
+        elif n == 127:
+            n, at = int.from_bytes(frame[2:10], "big"), 10
+        assert len(frame) == at + n
+        self.frames.append(strict_json(frame[at:].decode()))
+
+    def close(self, code: int, reason: str) -> None:
+        assert code in self.close_codes, code  # the node closes with Pusher codes only
+        self.closed = (code, reason)
