@@ -11,6 +11,7 @@ from ressonance.scaling.wire import (
     Reassembler,
     WireBroker,
     encode_control,
+    encode_probe,
     fragment,
 )
 
@@ -87,3 +88,48 @@ def test_the_outbox_is_bounded_in_characters_too() -> None:
     outbox.put("x" * 40)  # larger than the bound alone: kept, the others go
     assert list(outbox.frames) == ["x" * 40] and outbox.chars == 40
     assert outbox.take(10) == ["x" * 40] and outbox.chars == 0
+
+
+def test_a_full_outbox_says_so_and_logs_its_drops_with_their_count(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Drops are never silent, nor one log line each: a warning at the first, then at most
+    every REPORT_EVERY seconds with the count since; a link coming back reports the rest."""
+    broker = WireBroker("redis://user:pw@127.0.0.1:1/0", "a", capacity=3)
+    for n in range(3):
+        assert not broker.full
+        broker.send(str(n))
+    assert broker.full
+    for n in range(3, 10):
+        broker.send(str(n))
+    assert broker.dropped == 7 and broker.outbox.frames[0] == encode_control("a", "7")
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "1 frame(s)" in warnings[0] and "pw" not in warnings[0]
+    broker.link_changed(True)  # back: what was not logged yet is
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 2 and "6 frame(s)" in warnings[1] and "(7 in all)" in warnings[1]
+    assert "outbox is full" in warnings[1]
+
+
+def test_a_probe_comes_back_to_its_sender_and_reaches_no_one_else() -> None:
+    class Handler:
+        def __init__(self) -> None:
+            self.got: list[object] = []
+
+        def deliver(self, *args: object) -> None:
+            self.got.append(args)
+
+        def control(self, *args: object) -> None:
+            self.got.append(args)
+
+        def link_changed(self, up: bool) -> None:
+            pass
+
+    a, b = WireBroker("redis://h:1/0", "a", 10), WireBroker("redis://h:1/0", "b", 10)
+    a.handler, b.handler = Handler(), Handler()
+    a.wrote()
+    probe = encode_probe("a")
+    a.received(probe)
+    b.received(probe)
+    assert a.handler.got == b.handler.got == []
+    assert a._unechoed_since is None  # seen back: the link works

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -87,6 +88,16 @@ class Service:
             return
         self._process.kill()
         self._process.wait(timeout=5)
+
+    def pause(self) -> None:
+        """SIGSTOP: the server keeps its connections open and answers nothing (a hung server)."""
+        assert self._process is not None and self._process.poll() is None
+        self._process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT after :meth:`pause`."""
+        assert self._process is not None
+        self._process.send_signal(signal.SIGCONT)
 
     def log(self) -> str:
         return self._log_path.read_text(encoding="utf-8", errors="replace")

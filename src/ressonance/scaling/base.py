@@ -35,7 +35,9 @@ class BrokerHandler(Protocol):
 class Broker(Protocol):
     """Fan-out between nodes. Guarantees: at most once; in order per sending node; a node never
     receives what it sent. While the engine is unreachable, sends are held in a bounded queue and
-    go out once the link is back (the oldest are dropped, and counted, when it is full)."""
+    go out once the link is back (the oldest are dropped, counted and logged, when it is full).
+    A link that stops delivering, whatever the cause, is given up and opened again within
+    seconds, as if the engine had gone away."""
 
     node_id: str
 
@@ -55,9 +57,21 @@ class Broker(Protocol):
         """Whether the link to the engine is up now (readiness, cluster liveness checks)."""
 
     @property
+    def full(self) -> bool:
+        """Whether the queue is full: another send would push the oldest frame out."""
+
+    @property
     def dropped(self) -> int:
         """Frames given up so far: the oldest when the queue was full, and ones the engine
         refused or lost with a failed write (for metrics)."""
+
+    @property
+    def link_losses(self) -> int:
+        """Times the link went down so far (for metrics)."""
+
+    @property
+    def reconnects(self) -> int:
+        """Times the link came back after a loss so far (for metrics)."""
 
     async def close(self) -> None:
         """Send what is queued (bounded wait), then stop delivering and disconnect."""

@@ -44,13 +44,10 @@ class MemoryBroker:
     async def start(self, handler: BrokerHandler) -> None:
         self.handler = handler
 
-    @property
-    def connected(self) -> bool:
-        return True
-
-    @property
-    def dropped(self) -> int:
-        return 0  # delivery is a function call: nothing is queued or lost
+    # delivery is a function call: always up, nothing is queued or lost
+    connected = True
+    full = False
+    dropped = link_losses = reconnects = 0
 
     def publish(self, app_id: str, channel: str, message: str, exclude: str | None) -> None:
         self.bus.post(self, lambda h: h.deliver(app_id, channel, message, exclude))

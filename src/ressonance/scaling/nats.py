@@ -10,6 +10,10 @@ outbox (oldest dropped and counted) and goes out after the reconnect.
 After a reconnect the writer waits ``SETTLE_AFTER`` seconds before it publishes: the other
 nodes lost the same server and come back on the same schedule, and what this node queued for
 them (its re-announcement first of all) would be lost on peers not yet resubscribed.
+
+nats-py notices a dead connection by its own pings; the watchdog of
+:class:`~ressonance.scaling.wire.WireBroker` also checks that this node's frames come back
+(NATS echoes them), and forces a reconnect when they stop while the connection looks alive.
 """
 
 from __future__ import annotations
@@ -21,10 +25,10 @@ import logging
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
-from nats.errors import SlowConsumerError
+from nats.errors import SlowConsumerError, StaleConnectionError
 
 from ressonance.scaling.base import BrokerHandler
-from ressonance.scaling.wire import FRAGMENT_CHARS, WireBroker
+from ressonance.scaling.wire import FRAGMENT_CHARS, LinkFailure, WireBroker
 
 log = logging.getLogger("ressonance.scaling")
 
@@ -52,7 +56,11 @@ class NatsBroker(WireBroker):
     async def start(self, handler: BrokerHandler) -> None:
         self.handler = handler
         connect = asyncio.create_task(self._connect(), name=f"nats-connect-{self.node_id}")
-        self._tasks = [connect, asyncio.create_task(self._write(), name=f"nats-{self.node_id}")]
+        self._tasks = [
+            connect,
+            asyncio.create_task(self._write(), name=f"nats-{self.node_id}"),
+            asyncio.create_task(self._watch(), name=f"nats-watch-{self.node_id}"),
+        ]
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._tried.wait(), FIRST_CONNECT_WAIT)
         if connect.done() and connect.exception() is None:
@@ -123,9 +131,27 @@ class NatsBroker(WireBroker):
     async def _on_disconnected(self) -> None:
         if self.up:
             log.warning("nats %s link lost; reconnecting", self.where)
+        self._link_down()
+
+    def _link_down(self) -> None:
         self._cancel_settle()
         self._writable.clear()
         self.link_changed(False)
+
+    async def _watch(self) -> None:
+        """Run the watchdog while the link is up; when it fails, force a reconnect."""
+        while True:
+            await self._writable.wait()
+            try:
+                await self.watch()
+            except LinkFailure as exc:
+                if not self.up:  # nats-py saw it first
+                    continue
+                log.warning("nats %s link lost (%s); reconnecting", self.where, exc)
+                self._link_down()
+                # what nats-py does itself when its pings go unanswered (force_reconnect is
+                # public only in recent versions)
+                await self._nc._process_op_err(StaleConnectionError())
 
     async def _on_reconnected(self) -> None:
         log.info("nats %s reachable: cluster link up", self.where)
@@ -148,6 +174,7 @@ class NatsBroker(WireBroker):
             await outbox.ready.wait()
             await self._writable.wait()
             batch = outbox.take(BATCH)
+            self.wrote()
             lost: list[Exception] = []
             try:
                 for frame in batch:
@@ -158,4 +185,4 @@ class NatsBroker(WireBroker):
             finally:
                 outbox.done(len(lost))
             if lost:
-                log.warning("nats %s: %d frames lost (%s)", self.where, len(lost), lost[-1])
+                log.debug("nats %s: the last frame lost: %s", self.where, lost[-1])

@@ -2,11 +2,20 @@
 
 Every node publishes to and subscribes to one channel, ``<prefix>:bus``, in the text format of
 :mod:`ressonance.scaling.wire`. One task supervises a *session* (a subscribed connection and a
-publishing one): a reader hands frames to the handler, a writer drains the outbox and pipelines
-bursts of PUBLISH. When the session fails, the broker logs one warning, calls
-``handler.link_changed(False)``, and opens a new session with backoff (0.1 s doubling to 1 s);
-the outbox keeps filling meanwhile and goes out once the new session is subscribed, after
-``handler.link_changed(True)``. redis-py's own retries are off: this module decides.
+publishing one) run by three tasks: a reader hands frames to the handler, a writer drains the
+outbox and pipelines bursts of PUBLISH, and the watchdog (:meth:`WireBroker.watch`) gives the
+link up when this node's own frames stop coming back through Redis. When any of them fails, the
+broker logs one warning, calls ``handler.link_changed(False)``, and opens a new session with
+backoff (0.1 s doubling to 1 s); the outbox keeps filling meanwhile and goes out once the new
+session is subscribed, after ``handler.link_changed(True)``. redis-py's own retries are off:
+this module decides.
+
+There are no socket timeouts: the watchdog judges the link by what comes back, and a process
+that was stopped (SIGSTOP) reads what Redis kept for it instead of giving the link up for the
+time it did not run. redis-py writes with ``asyncio.wait_for`` when a socket timeout is set,
+and in Python 3.11 that swallows a cancellation arriving as the write completes (CPython
+gh-86296): a writer outlived its session, which never ended, so the node stopped hearing the
+cluster for good. :func:`_finish` stops a session's tasks even so.
 
 After a reconnect the writer waits ``SETTLE_AFTER`` seconds before it publishes: the other
 nodes lost the same server and retry on the same schedule (at least every ``BACKOFF_CAP``),
@@ -27,18 +36,18 @@ from redis.exceptions import RedisError
 from redis.retry import Retry
 
 from ressonance.scaling.base import BrokerHandler
-from ressonance.scaling.wire import WireBroker
+from ressonance.scaling.wire import LinkFailure, WireBroker
 
 log = logging.getLogger("ressonance.scaling")
 
 BACKOFF_START = 0.1
 BACKOFF_CAP = 1.0
 SETTLE_AFTER = BACKOFF_CAP + 0.5
-PING_EVERY = 0.5  # the reader pings Redis this often on the subscribed connection ...
-SILENT_LIMIT = 2.0  # ... and gives the link up after this long without a byte from it
+OPEN_TIMEOUT = 2.0  # connect, subscribe and a PING: a server that accepts and hangs is down
+STOP_WAIT = 0.5  # how long a session's task has to end after a cancel, before another one
 BATCH = 512  # frames per pipelined burst
 CLOSE_WAIT = 2.0
-LINK_ERRORS = (RedisError, OSError)
+LINK_ERRORS = (RedisError, OSError, LinkFailure)
 
 
 class _Session:
@@ -47,26 +56,28 @@ class _Session:
     def __init__(self, client: Redis, pubsub: PubSub) -> None:
         self.client = client
         self.pubsub = pubsub
+        self.live = True  # the writer stops taking frames once this is false
 
     @classmethod
     async def open(cls, url: str, channel: str) -> _Session:
         client = Redis.from_url(
             url,
             decode_responses=True,
-            socket_connect_timeout=1.0,
-            socket_timeout=SILENT_LIMIT,
+            socket_connect_timeout=OPEN_TIMEOUT / 2,
             retry=Retry(NoBackoff(), 0),
         )
         session = cls(client, client.pubsub(ignore_subscribe_messages=True))
         try:
-            await session.pubsub.subscribe(channel)
-            await client.ping()
+            async with asyncio.timeout(OPEN_TIMEOUT):
+                await session.pubsub.subscribe(channel)
+                await client.ping()
         except BaseException:
             await session.close()
             raise
         return session
 
     async def close(self) -> None:
+        self.live = False
         with contextlib.suppress(*LINK_ERRORS):
             await self.pubsub.aclose()  # type: ignore[no-untyped-call]
         with contextlib.suppress(*LINK_ERRORS):
@@ -135,52 +146,59 @@ class RedisBroker(WireBroker):
                 session = None
 
     async def _serve(self, session: _Session, settle: float) -> None:
-        """Read and write (after ``settle`` seconds) until one of them fails; raise what it
-        raised."""
+        """Read, write (after ``settle`` seconds) and watch until one of them fails; raise what
+        it raised."""
         tasks = [
             asyncio.create_task(self._read(session.pubsub)),
-            asyncio.create_task(self._write(session.client, settle)),
+            asyncio.create_task(self._write(session, settle)),
+            asyncio.create_task(self.watch()),
         ]
         try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
+                if task.cancelled():
+                    raise LinkFailure("a task of the session was cancelled")
                 task.result()
+            raise LinkFailure("a task of the session ended")
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            session.live = False
+            await _finish(tasks)
 
     async def _read(self, pubsub: PubSub) -> None:
-        """Hand frames on; ping when quiet, and give the link up after ``SILENT_LIMIT``."""
-        loop = asyncio.get_running_loop()
-        heard = next_ping = loop.time()
+        """Hand frames on, waiting as long as it takes: the watchdog judges the silence."""
         while True:
-            now = loop.time()
-            if now - heard > SILENT_LIMIT:
-                raise TimeoutError(f"no reply from redis for {SILENT_LIMIT} s")
-            if now >= next_ping:
-                await pubsub.ping()
-                next_ping = now + PING_EVERY
-            message = await pubsub.get_message(timeout=PING_EVERY)
-            if message is None:
-                continue
-            if message["type"] == "message":
+            message = await pubsub.get_message(timeout=None)
+            if message is not None and message["type"] == "message":
                 self.received(message["data"])
-            heard = loop.time()  # after handling: only the wait on Redis counts as its silence
 
-    async def _write(self, client: Redis, settle: float) -> None:
-        """Drain the outbox in pipelined bursts of PUBLISH."""
+    async def _write(self, session: _Session, settle: float) -> None:
+        """Drain the outbox in pipelined bursts of PUBLISH while the session lives."""
         outbox = self.outbox
         await asyncio.sleep(settle)
         while True:
             await outbox.ready.wait()
+            if not session.live:  # it was cancelled, and redis-py swallowed that (module doc)
+                return
             batch = outbox.take(BATCH)
             lost = len(batch)
+            self.wrote()
             try:
-                async with client.pipeline(transaction=False) as pipe:
+                async with session.client.pipeline(transaction=False) as pipe:
                     for frame in batch:
                         pipe.publish(self.channel, frame)
                     await pipe.execute()
                 lost = 0
             finally:
                 outbox.done(lost)
+
+
+async def _finish(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel ``tasks`` and wait until they are over, cancelling again those that swallowed the
+    cancellation (module doc)."""
+    pending = {task for task in tasks if not task.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=STOP_WAIT)
+        if pending:
+            log.warning("redis: %d task(s) of a lost link still run; cancelling", len(pending))
