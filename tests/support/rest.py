@@ -32,6 +32,7 @@ class Rest:
     def __init__(self, host: str, port: int, app: dict[str, Any], timeout: float = 10) -> None:
         self.app = app
         self.conn = http.client.HTTPConnection(host, port, timeout=timeout)
+        self.headers: dict[str, str] = {}  # of the last response
 
     def request(
         self, method: str, path: str, body: Any = None, params: dict[str, str] | None = None
@@ -41,6 +42,7 @@ class Rest:
         headers = {"Content-Type": "application/json"} if raw else {}
         self.conn.request(method, f"{path}?{query}", body=raw or None, headers=headers)
         response = self.conn.getresponse()
+        self.headers = dict(response.getheaders())
         data = response.read()
         return response.status, json.loads(data) if data else None
 

@@ -1,5 +1,5 @@
 """The Pusher HTTP API on the WebSocket port (PROTOCOL.md A §1.9, Part B item 7), plus
-``GET /health``. Requests in, responses out: no socket here."""
+``GET /health`` and ``GET /ready``. Requests in, responses out: no socket here."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ MAX_CHANNELS = 100
 MAX_CHANNEL_LIST = 1000  # GET /channels lists at most this many, then says "truncated"
 MAX_BATCH = 10
 MAX_EVENT_NAME = 200
+RETRY_AFTER = 2  # seconds, in a 503 to a publish while the cluster link's outbox is full
 _SOCKET_ID = re.compile(r"\d+\.\d+")
 _ROUTES: list[tuple[str, re.Pattern[str], str]] = [
     ("POST", re.compile(r"/apps/([^/]+)/events"), "events"),
@@ -46,6 +47,14 @@ def error_response(status: int, message: str) -> Response:
     return json_response(status, {"error": message, "code": status})
 
 
+class Unavailable(HttpError):
+    """503 with ``Retry-After``: the same request may succeed a little later."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(503, message)
+        self.retry_after = retry_after
+
+
 class Api:
     """Routes a parsed :class:`Request` to its handler and renders Pusher's responses."""
 
@@ -58,12 +67,20 @@ class Api:
         try:
             return await self._route(request)
         except HttpError as exc:
-            return error_response(exc.status, exc.message)
+            response = error_response(exc.status, exc.message)
+            if isinstance(exc, Unavailable):
+                response.headers.append(("Retry-After", str(exc.retry_after)))
+            return response
 
     async def _route(self, request: Request) -> Response:
         path = request.path
         if path in ("/health", "/up"):
             return json_response(200, {"status": "ok"})
+        if path == "/ready":
+            reasons = self.node.unready()
+            if reasons:
+                return json_response(503, {"ready": False, "reasons": reasons})
+            return json_response(200, {"ready": True})
         if path == "/":
             return Response(200, b"Ressonance: Pusher protocol v7 server\n", "text/plain")
         for method, pattern, name in _ROUTES:
@@ -107,6 +124,7 @@ class Api:
             names = [body["channel"]]
         event = _validate_event(app, body, names)
         attributes = _attributes(body.get("info"))  # a bad info is a 400 before publishing
+        self._publishable()
         for channel in event["channels"]:
             self.node.publish(app, channel, event["name"], event["data"], event["socket_id"])
         if not attributes:
@@ -131,6 +149,7 @@ class Api:
                 raise HttpError(400, "each batch item must be an object")
             events.append(_validate_event(app, item, [item.get("channel")]))
         infos = [_attributes(item.get("info")) for item in batch]  # a bad info is a 400 first
+        self._publishable()
         for event in events:
             (channel,) = event["channels"]
             self.node.publish(app, channel, event["name"], event["data"], event["socket_id"])
@@ -142,6 +161,13 @@ class Api:
                 for e, attributes in zip(events, infos, strict=True)
             ]
         }
+
+    def _publishable(self) -> None:
+        """503 rather than an event silently lost for the other nodes (Node.publishable)."""
+        if not self.node.publishable():
+            raise Unavailable(
+                "The queue to the other nodes is full (cluster link down): retry later", RETRY_AFTER
+            )
 
     # GET /apps/{id}/channels ---------------------------------------------------------------
     async def _channels(self, app: App, _: list[str], __: Request, q: dict[str, str]) -> Any:

@@ -10,7 +10,9 @@ that stops sending heartbeats for ``node_timeout`` seconds is dropped, with its 
 leaves no ghosts (docs/cluster.md).
 
 Messages are numbered per sender; a gap (a message lost while the broker was down) makes the
-receiver ask the sender for its full state. Pure bookkeeping: no I/O, the caller passes ``now``
+receiver ask the sender for its full state. So does a node heard from without its state (one
+dropped as silent that turns out alive, one whose state was lost): it is asked again with each
+of its heartbeats until its state comes. Pure bookkeeping: no I/O, the caller passes ``now``
 and sends :attr:`ClusterView.outbox`.
 """
 
@@ -82,12 +84,13 @@ Effect = MemberAdded | MemberRemoved | CountChanged | Terminate | SendState | Se
 class Peer:
     """One node's share of the cluster, as last told (or this node's own, for ``local``)."""
 
-    __slots__ = ("conns", "counts", "last_seen", "members", "node_id", "region", "seq")
+    __slots__ = ("conns", "counts", "last_seen", "members", "node_id", "region", "seq", "synced")
 
     def __init__(self, node_id: str, now: float) -> None:
         self.node_id = node_id
         self.region = ""
         self.seq = 0
+        self.synced = False  # its full state came
         self.last_seen = now
         self.conns: dict[str, int] = {}
         self.counts: dict[Key, int] = {}
@@ -224,8 +227,10 @@ class ClusterView:
         peer.last_seen = now
         if kind not in ("state", "hello", "bye"):  # a state follows a hello; bye needs none
             expected = peer.seq if kind == "hb" else peer.seq + 1
-            if new or seq != expected:  # something was missed: ask for the whole picture
-                self._emit({"t": "sync", "to": origin})
+            if seq != expected or (not peer.synced and (new or kind == "hb")):
+                if new:  # dropped as silent while alive (stopped a while), or its hello lost
+                    log.info("node %s is heard without its state: asking for it", origin)
+                self._emit({"t": "sync", "to": origin})  # ask for the whole picture
         peer.seq = seq
         handler = _HANDLERS.get(kind)
         if handler is None:
@@ -281,6 +286,7 @@ class ClusterView:
         """Replace everything known of ``peer`` by its full state, with the effects of the
         difference (members that left or joined meanwhile, counts that moved)."""
         self._on_heartbeat(peer, m, now)
+        peer.synced = True
         effects: list[Effect] = []
         wanted = {
             (a, ch): {sid: Member(str(v[0]), v[1]) for sid, v in sockets.items()}

@@ -49,6 +49,7 @@ log = logging.getLogger("ressonance.node")
 
 LARGE_CHANNEL = 100  # above this, subscription_count events are sent every few seconds
 STATE_INTERVAL = 0.5  # seconds: the least time between two full states of this node
+STALLED = 2.0  # seconds between two ticks (one a second) that mean this node did not run
 EMPTY_PRESENCE = {"ids": [], "hash": {}, "count": 0}
 
 
@@ -93,13 +94,21 @@ class Node:
         self._tick_pending = False
         self._changed_counts: set[tuple[str, str]] = set()
         self._link_up_since: float | None = None
+        self._link_down_since: float | None = None
+        self._ticked = clock()
+        self.stalls = 0  # times this node did not run for STALLED seconds or more (counted)
+        self.publishes_refused = 0  # HTTP publishes answered 503 (counted)
+        self._refusing = 0  # ... of the current run, for the log
         self._draining = False
         self._state_pending = False
         self._state_sent = -STATE_INTERVAL
 
     async def start(self) -> None:
         await self.broker.start(self)
-        if self.broker.connected and self._link_up_since is None:
+        self._ticked = self.clock()  # the broker may have taken a while
+        if not self.broker.connected:
+            self._link_down_since = self._ticked
+        elif self._link_up_since is None:
             self.link_changed(True)
 
     async def stop(self) -> None:
@@ -386,6 +395,22 @@ class Node:
         return len(sockets)
 
     # publishing ----------------------------------------------------------------------------
+    def publishable(self) -> bool:
+        """Whether an HTTP publish can be taken now: not while the broker's outbox is full (the
+        link is down, or back and not caught up yet), where it would push an older frame out
+        unseen. The API answers 503 then; refusals are counted, and logged when a run of them
+        starts and ends."""
+        if not self.broker.full:
+            if self._refusing:
+                log.info("HTTP publishes accepted again (%d refused)", self._refusing)
+                self._refusing = 0
+            return True
+        if not self._refusing:
+            log.warning("the cluster link's outbox is full: HTTP publishes are answered 503")
+        self._refusing += 1
+        self.publishes_refused += 1
+        return False
+
     def publish(
         self, app: App, channel: str, event: str, data: str, exclude: str | None = None
     ) -> None:
@@ -437,15 +462,30 @@ class Node:
     def link_changed(self, up: bool) -> None:
         """The broker's link went down or came back; when back, announce this node again
         (messages may have been lost both ways)."""
+        now = self.clock()
         if not up:
             self._link_up_since = None
+            if self._link_down_since is None:
+                self._link_down_since = now
             log.warning("cluster link down: serving this node's sockets only")
             return
-        now = self.clock()
+        self._link_down_since = None
         if self._link_up_since is None:
             self._link_up_since = now
         self.view.hello(self._connections(), self.hub.counts(), now)
         self._send()
+
+    def unready(self) -> list[str]:
+        """Why this node should get no new connections now (none: it is ready), for
+        ``GET /ready``: the one place where the reasons are made."""
+        reasons = []
+        if self._draining:
+            reasons.append("draining")
+        if self._link_down_since is not None:
+            down = self.clock() - self._link_down_since
+            if down > self.node_timeout:
+                reasons.append(f"broker link down for {down:.0f} s")
+        return reasons
 
     @property
     def has_peers(self) -> bool:
@@ -463,11 +503,23 @@ class Node:
         return {} if self._draining else self.hub.connections()
 
     def tick(self) -> None:
-        """Every second: a heartbeat; drop nodes silent for ``node_timeout`` seconds (only
-        while this node's own link has been up that long: silence must be theirs)."""
+        """Every second, while the link is up: a heartbeat (the re-announcement after an
+        outage stands for those missed), and drop the nodes silent for ``node_timeout`` seconds.
+        Silence must be theirs: it counts only once this node has heard the cluster that long,
+        with its link up and itself running. A node that did not run (stopped with SIGSTOP,
+        starved) finds their traffic waiting when it runs again, and it comes after this."""
         now = self.clock()
+        stalled, self._ticked = now - self._ticked, now
+        if stalled >= STALLED:
+            self.stalls += 1
+            log.warning("this node did not run for %.1f s; others' silence counts anew", stalled)
+            if self._link_up_since is not None:
+                self._link_up_since = now
+        since = self._link_up_since
+        if since is None:
+            return
         self.view.heartbeat(self._connections())
-        if self._link_up_since is not None and now - self._link_up_since >= self.node_timeout:
+        if now - since >= self.node_timeout:
             for node_id in self.view.silent(now, self.node_timeout):
                 log.warning("node %s went silent: removing its members", node_id)
                 self._apply(self.view.drop(node_id))

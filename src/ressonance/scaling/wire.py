@@ -227,7 +227,7 @@ class Outbox:
             self.chars -= len(frames.popleft())
             dropped += 1
         if dropped:
-            limits = f"{self.capacity} frames or {self.max_chars} characters"
+            limits = f"{self.capacity:,} frames or {self.max_chars:,} characters"
             self.drop(dropped, f"the outbox is full, {limits} at most")
 
     def drop(self, count: int, why: str) -> None:
