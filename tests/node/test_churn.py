@@ -83,6 +83,9 @@ def test_presence_churn_in_one_second_reaches_others_bounded() -> None:
     refused = [f for f in churner.frames if f["event"] == "pusher:subscription_error"]
     assert len(refused) == PAIRS - limit
     assert refused[0]["data"]["status"] == 4301
+    errors = [f for f in churner.frames if f["event"] == "pusher:error"]
+    assert len(errors) == PAIRS - limit and errors[0]["data"]["code"] == 4301
+    assert churner.closed is None  # 4301 is never a close
 
 
 def test_join_and_leave_within_one_tick_send_nothing_to_others() -> None:

@@ -12,6 +12,7 @@ from ressonance.protocol import signatures
 from ressonance.protocol.session import (
     ClientEvent,
     Fail,
+    Refuse,
     Reply,
     Session,
     SignIn,
@@ -174,8 +175,11 @@ def test_client_event_rate_limit_per_second_window() -> None:
 def test_subscription_rate_limit_per_second_window() -> None:
     s = session(App(id="1", key="key", secret="secret", max_subscriptions_per_second=3))
     results = [s.receive(frame("pusher:subscribe", {"channel": f"c{i}"}), 10.0) for i in range(4)]
-    assert [type(r) for r in results] == [Subscribe, Subscribe, Subscribe, Reply]
-    refused = json.loads(results[3].frame)  # type: ignore[union-attr]
+    assert [type(r) for r in results] == [Subscribe, Subscribe, Subscribe, Refuse]
+    assert isinstance(results[3], Refuse)
+    # pusher:error 4301 for the connection, as for client events; the channel hears it too
+    assert results[3].code == 4301 and results[3].message == "Subscription rate limit reached"
+    refused = json.loads(results[3].frame)
     assert refused["event"] == "pusher:subscription_error" and refused["channel"] == "c3"
     assert refused["data"]["type"] == "LimitReached" and refused["data"]["status"] == 4301
     # unsubscribing is never limited; the next window takes subscriptions again

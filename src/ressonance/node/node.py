@@ -37,6 +37,7 @@ from ressonance.protocol.framing import text_frame
 from ressonance.protocol.session import (
     ClientEvent,
     Fail,
+    Refuse,
     Reply,
     Session,
     SignIn,
@@ -177,6 +178,9 @@ class Node:
             self._sign_in(state, socket, action)
         elif isinstance(action, Fail):
             self.fail(socket, action.code, action.message)
+        elif isinstance(action, Refuse):
+            self.fail(socket, action.code, action.message)
+            socket.send(text_frame(action.frame))
 
     def fail(self, socket: Socket, code: int, message: str) -> None:
         """``pusher:error``, then a close with the same code when it is fatal (Part B item 1)."""

@@ -66,7 +66,18 @@ class ClientEvent:
     user_id: str | None
 
 
-Action = Reply | Fail | Subscribe | Unsubscribe | SignIn | ClientEvent
+@dataclass(frozen=True, slots=True)
+class Refuse:
+    """A subscription refused for the connection's rate: ``pusher:error`` ``code`` (non-fatal,
+    as for client events), then ``frame``, the channel's ``pusher:subscription_error``, so the
+    channel's listeners (Echo's ``.error()``) hear it too instead of waiting."""
+
+    code: int
+    message: str
+    frame: str
+
+
+Action = Reply | Fail | Refuse | Subscribe | Unsubscribe | SignIn | ClientEvent
 
 
 class Session:
@@ -129,7 +140,10 @@ class Session:
             self._check_limits(channel, now)
             return self._authorize(channel, data)
         except SubscriptionError as exc:
-            return Reply(messages.subscription_error(channel, exc.kind, exc.message, exc.status))
+            frame = messages.subscription_error(channel, exc.kind, exc.message, exc.status)
+            if exc.status == codes.CLIENT_EVENT_REJECTED:
+                return Refuse(exc.status, exc.message, frame)
+            return Reply(frame)
 
     def _check_limits(self, channel: str, now: float) -> None:
         """The app's subscription rate (4301, as for client events) and channels per connection
