@@ -157,6 +157,7 @@ def test_a_stopped_node_hears_the_cluster_again(
         a_log, b_log = cluster[0].log(), cluster[1].log()
     name = engine.url.split(":", 1)[0]
     print(f"\n{name}: node stopped {pause:.0f} s, every event on it {seconds:.2f} s after SIGCONT")
-    assert ("did not run for" in b_log) == (pause >= 3), b_log
+    if pause >= 3:  # 1 s between two ticks a second apart may make a gap of 2 s, or not
+        assert "did not run for" in b_log, b_log
     assert "went silent" not in b_log, b_log
     assert ("went silent" in a_log) == (pause >= NODE_TIMEOUT), a_log
