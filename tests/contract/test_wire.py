@@ -133,3 +133,26 @@ def test_a_probe_comes_back_to_its_sender_and_reaches_no_one_else() -> None:
     b.received(probe)
     assert a.handler.got == b.handler.got == []
     assert a._unechoed_since is None  # seen back: the link works
+
+
+def test_a_handler_failing_on_every_frame_cannot_flood_the_log(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # a frame that breaks the handler may arrive once per publish: tracebacks are budgeted
+    class Failing:
+        def deliver(self, *args: object) -> None:
+            raise RuntimeError("bug")
+
+        def control(self, *args: object) -> None:
+            raise RuntimeError("bug")
+
+        def link_changed(self, up: bool) -> None:
+            pass
+
+    broker = WireBroker("redis://h:1/0", "a", 10)
+    broker.handler = Failing()
+    frame = encode_control("b", "{}")
+    for _ in range(200):
+        broker.received(frame)
+    tracebacks = [r for r in caplog.records if r.exc_info]
+    assert 1 <= len(tracebacks) <= 10

@@ -45,9 +45,11 @@ from collections import deque
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
+from ressonance.faultlog import FaultLog
 from ressonance.scaling.base import BrokerHandler
 
 log = logging.getLogger("ressonance.scaling")
+faults = FaultLog(log)  # a frame that makes the handler fail may come once per publish
 
 SEP = "\x1f"
 PUBLICATION = "P"
@@ -158,7 +160,7 @@ def dispatch(frame: str, handler: BrokerHandler) -> None:
     except ValueError:
         log.warning("broker: skipped a malformed frame (%d chars)", len(frame))
     except Exception:
-        log.exception("broker: the handler failed on a frame")
+        faults.exception("broker: the handler failed on a frame")
 
 
 class DropLog:
