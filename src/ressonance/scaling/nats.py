@@ -149,9 +149,17 @@ class NatsBroker(WireBroker):
                     continue
                 log.warning("nats %s link lost (%s); reconnecting", self.where, exc)
                 self._link_down()
-                # what nats-py does itself when its pings go unanswered (force_reconnect is
-                # public only in recent versions)
-                await self._nc._process_op_err(StaleConnectionError())
+                await self._reconnect()
+
+    async def _reconnect(self) -> None:
+        """Drop the connection and open another, as nats-py does when its pings go unanswered:
+        through the public ``force_reconnect`` where this nats-py has it (recent releases),
+        else the way nats-py itself does it for a stale connection."""
+        force = getattr(self._nc, "force_reconnect", None)
+        if force is not None:
+            await force()
+        else:
+            await self._nc._process_op_err(StaleConnectionError())
 
     async def _on_reconnected(self) -> None:
         log.info("nats %s reachable: cluster link up", self.where)
