@@ -38,8 +38,8 @@ def send(node: Node, sock: FakeSocket, event: str, data: Any) -> None:
     node.receive(sock, json.dumps({"event": event, "data": data}))
 
 
-def presence_subscribe(node: Node, sock: FakeSocket, user: str) -> None:
-    cd = json.dumps({"user_id": user, "user_info": {"name": user}})
+def presence_subscribe(node: Node, sock: FakeSocket, user: str, name: str | None = None) -> None:
+    cd = json.dumps({"user_id": user, "user_info": {"name": name or user}})
     auth = signatures.channel_auth("key", "secret", sock.session.socket_id, ROOM, cd)
     send(node, sock, "pusher:subscribe", {"channel": ROOM, "auth": auth, "channel_data": cd})
 
@@ -118,6 +118,69 @@ def test_join_and_leave_within_one_tick_send_nothing_to_others() -> None:
     snapshot = json.loads(late.frames[0]["data"])["presence"]
     assert "stays" in snapshot["ids"] and "late" in snapshot["ids"]
     assert [f["event"] for f in churner.frames].count("pusher_internal:member_added") == 1
+
+
+def member_events(sock: FakeSocket) -> list[tuple[str, str, object]]:
+    out = []
+    for f in sock.frames:
+        if f["event"].startswith("pusher_internal:member_"):
+            data = json.loads(f["data"])
+            out.append((f["event"].rsplit("_", 1)[1], data["user_id"], data.get("user_info")))
+    return out
+
+
+def test_leaving_and_coming_back_as_before_within_one_tick_sends_nothing() -> None:
+    """A client that unsubscribes and subscribes again in one go (a resubscribe, the closed
+    loop of the presence-churn bench): the others never saw it leave."""
+    node = make_node(Clock())
+    others = crowd(node)
+    back = connect(node)
+    presence_subscribe(node, back, "back")
+    asyncio.run(asyncio.sleep(0))
+    for sock in [*others, back]:
+        sock.take()
+
+    async def one_tick() -> None:
+        send(node, back, "pusher:unsubscribe", {"channel": ROOM})
+        presence_subscribe(node, back, "back")
+        await asyncio.sleep(0)
+
+    asyncio.run(one_tick())
+    assert all(member_events(sock) == [] for sock in others)
+    assert [f["event"] for f in back.frames] == ["pusher_internal:subscription_succeeded"]
+    assert "back" in json.loads(back.frames[0]["data"])["presence"]["ids"]
+
+
+def test_coming_back_with_other_user_info_is_removed_then_added_for_the_others() -> None:
+    node = make_node(Clock())
+    others = crowd(node)
+    back = connect(node)
+    presence_subscribe(node, back, "back", "Old")
+    asyncio.run(asyncio.sleep(0))
+    for sock in [*others, back]:
+        sock.take()
+
+    async def one_tick() -> None:
+        send(node, back, "pusher:unsubscribe", {"channel": ROOM})
+        presence_subscribe(node, back, "back", "New")
+        late = connect(node)  # joins after the comeback, in the same tick
+        presence_subscribe(node, late, "late")
+        await asyncio.sleep(0)
+        # the late socket's snapshot has the new info; it hears nothing more of "back"
+        snapshot = json.loads(late.frames[0]["data"])["presence"]
+        assert snapshot["hash"]["back"] == {"name": "New"}
+        assert [e for e in member_events(late) if e[1] == "back"] == []
+
+    asyncio.run(one_tick())
+    assert member_events(others[0]) == [
+        ("removed", "back", None),
+        ("added", "back", {"name": "New"}),
+        ("added", "late", {"name": "late"}),
+    ]
+    # the socket that came back has the new info from its own snapshot, and no event of itself
+    assert [e for e in member_events(back) if e[1] == "back"] == []
+    snapshot = json.loads(back.frames[0]["data"])["presence"]
+    assert snapshot["hash"]["back"] == {"name": "New"}
 
 
 def test_count_churn_on_a_public_channel_is_once_per_tick() -> None:

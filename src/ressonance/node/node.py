@@ -34,6 +34,7 @@ from ressonance.node.hub import AppState, Hub, Socket
 from ressonance.node.replay import WINDOW, Claim, ReplayGuard
 from ressonance.protocol import channels, codes, messages
 from ressonance.protocol.framing import text_frame
+from ressonance.protocol.presence import Member
 from ressonance.protocol.session import (
     ClientEvent,
     Fail,
@@ -193,7 +194,7 @@ class Node:
         session = socket.session
         channel, member = action.channel, action.member
         if action.kind.presence:  # this tick's member events go to those subscribed before
-            self._flush_presence(state.app.id, channel)
+            self._flush_presence(state.app.id, channel, self._returning(state, channel, member))
         if channel in session.channels:  # subscribing twice: answer again, change nothing
             socket.send(text_frame(self._succeeded(state, channel)))
             return
@@ -243,15 +244,26 @@ class Node:
         user_id = session.channels.pop(channel)
         state.leave(channel, socket)
         if user_id is not None:
+            roster = self.view.roster(state.app.id, channel)
+            info = roster.info(user_id) if roster is not None else None
             gone = self.view.leave(state.app.id, channel, session.socket_id)
             self._send()
             if gone is not None:
-                self._member_removed(state.app.id, channel, gone)
+                self._member_removed(state.app.id, channel, gone, Member(gone, info))
         self._local_count_changed(state, channel)
 
-    def _member_removed(self, app_id: str, channel: str, user_id: str) -> None:
-        self._presence.removed((app_id, channel), user_id)
+    def _member_removed(
+        self, app_id: str, channel: str, user_id: str, before: Member | None = None
+    ) -> None:
+        self._presence.removed((app_id, channel), user_id, before)
         self._end_tick_soon()
+
+    def _returning(self, state: AppState, channel: str, member: Member | None) -> str | None:
+        """The joining user, when its departure from ``channel`` is pending in this tick: that
+        change waits, so that leaving and coming back as it was sends the others nothing."""
+        if member is not None and self._presence.leaving((state.app.id, channel), member.user_id):
+            return member.user_id
+        return None
 
     def _end_tick_soon(self) -> None:
         if not self._tick_pending:
@@ -269,8 +281,8 @@ class Node:
             if self._local_count(app_id, channel):
                 self._send_count(app_id, channel)
 
-    def _flush_presence(self, app_id: str, channel: str) -> None:
-        for message, exclude in self._presence.take((app_id, channel)):
+    def _flush_presence(self, app_id: str, channel: str, keep: str | None = None) -> None:
+        for message, exclude in self._presence.take((app_id, channel), keep):
             self._deliver(app_id, channel, message, exclude)
 
     # subscription counts -------------------------------------------------------------------

@@ -84,6 +84,10 @@ class PresenceRoster:
         self._sockets[user_id] = count - 1
         return False
 
+    def info(self, user_id: str) -> Any:
+        """The ``user_info`` of a member (None for none, or for no such member)."""
+        return self._info.get(user_id)
+
     def snapshot(self) -> dict[str, Any]:
         """The ``presence`` object of ``subscription_succeeded``: ids, hash and count."""
         ids = list(self._info)
