@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 import urllib.request
 from pathlib import Path
 
+from ressonance.config import Settings
+from ressonance.models import App
 from tests.support.server import run_server
 
 
@@ -24,8 +27,12 @@ def test_help_documents_every_option() -> None:
     out = ressonance("serve", "--help").stdout
     for option in ("--host", "--port", "--config", "--activity-timeout", "--pong-timeout"):
         assert option in out
-    for env in ("RESSONANCE_APP_ID", "RESSONANCE_APP_CLIENT_EVENTS", "RESSONANCE_ACTIVITY_TIMEOUT"):
-        assert env in out
+    # every setting's variable, so a new setting cannot be left out of --help
+    server = {f.name for f in dataclasses.fields(Settings)} - {"apps", "dev_app"}
+    for name in server:
+        assert f"RESSONANCE_{name.upper()}" in out, name
+    for field in dataclasses.fields(App):
+        assert f"RESSONANCE_APP_{field.name.upper()}" in out, field.name
     assert "serve" in ressonance("--help").stdout
 
 
