@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from ressonance.transport.listener import EVICT_AFTER
 from tests.integration.wsclient import OP_BINARY, OP_CLOSE, OP_PING, encode_frame, upgrade_request
 from tests.support.proc import cpu_seconds
 from tests.support.server import RunningServer, run_server
@@ -139,19 +140,47 @@ def health(server: RunningServer, timeout: float = 2) -> float | None:
 
 
 def test_http_connections_over_the_cap_evict_the_longest_waiting(tmp_path: Path) -> None:
-    """max_http_connections = 10: of 25 silent sockets the 15 oldest are closed at once (not
-    after handshake_timeout), and /health is served."""
+    """max_http_connections = 10: 10 silent sockets, then (once they have waited EVICT_AFTER)
+    15 more: the 10 old ones are closed at once (not after handshake_timeout), the 15 young ones
+    are not (no one older is left to evict), and /health is served."""
     settings = {"handshake_timeout": 30, "max_http_connections": 10}
     with run_server(tmp_path, settings=settings) as srv:
         socks = []
-        for _ in range(25):
+        for _ in range(10):
             socks.append(connect(srv))
             time.sleep(0.01)  # in order
+        time.sleep(EVICT_AFTER + 0.5)
+        for _ in range(15):
+            socks.append(connect(srv))
+            time.sleep(0.01)
         try:
             time.sleep(0.5)
             closed = [is_closed(s) for s in socks]
-            assert closed == [True] * 15 + [False] * 10, closed
+            assert closed == [True] * 10 + [False] * 15, closed
             assert health(srv) is not None
+        finally:
+            for sock in socks:
+                sock.close()
+
+
+def test_a_reconnect_storm_over_the_http_cap_is_admitted_whole(tmp_path: Path) -> None:
+    """200 WebSocket handshakes opened at once against max_http_connections = 20: every one is
+    upgraded. The cap sheds slow connections, never a burst of fresh ones (a reconnect storm
+    after a node went away); before, all but 20 were closed unanswered."""
+    settings = {"handshake_timeout": 30, "max_http_connections": 20}
+    with run_server(tmp_path, settings=settings) as srv:
+        socks = [connect(srv) for _ in range(200)]  # all connected before any request is sent
+        try:
+            for sock in socks:
+                with contextlib.suppress(OSError):
+                    sock.sendall(upgrade_request(srv.host, srv.port, "/app/test-key?protocol=7"))
+            statuses = []
+            for sock in socks:
+                try:
+                    statuses.append(recv_until(sock, b"\r\n\r\n").split(b" ", 2)[1])
+                except (AssertionError, OSError):
+                    statuses.append(b"closed")
+            assert statuses == [b"101"] * 200, [x for x in statuses if x != b"101"][:5]
         finally:
             for sock in socks:
                 sock.close()

@@ -21,6 +21,9 @@ log = logging.getLogger("ressonance.transport")
 
 FD_RESERVE = 16  # descriptors no socket may take: the broker's reconnects, files, libuv's own
 HTTP_ROOM = 16  # descriptors only HTTP connections may take: /health and the API at the limit
+# Over max_http_connections, only a connection waiting this long (at most half the handshake
+# time-out) is evicted: a reconnect storm's handshakes are all younger and all admitted.
+EVICT_AFTER = 2.0
 
 
 def open_fds() -> int:
@@ -53,7 +56,7 @@ class Listener:
         self.close_slow_consumers = settings.slow_consumer == "close"
         self.connections: set[Edge] = set()
         # connections in the HTTP phase, the one longest without a complete request first
-        self.http: dict[Edge, None] = {}
+        self.http: dict[Edge, float] = {}  # -> when it opened or last completed a request
         self.max_http = settings.max_http_connections
         self.max_sockets = sys.maxsize  # what RLIMIT_NOFILE leaves for sockets (refresh_limits)
         self._other_fds = 0
@@ -100,18 +103,24 @@ class Listener:
     def opened(self, edge: Edge) -> bool:
         """A new connection, in the HTTP phase. Over ``max_http_connections`` or the sockets the
         fd limit leaves, the HTTP connection longest without a complete request is evicted to
-        make room, so trickling clients cannot keep new ones (and /health) out. False: no room
-        (every other socket is a WebSocket); the caller answers 503."""
+        make room, so trickling clients cannot keep new ones (and /health) out; over the HTTP
+        cap only if it has waited :data:`EVICT_AFTER` (a burst of fresh handshakes, such as a
+        reconnect storm, is admitted whole). False: no room (every other socket is a
+        WebSocket); the caller answers 503."""
         connections = self.connections
         http = self.http
+        now = self.now()
         connections.add(edge)
-        http[edge] = None
-        if len(http) > self.max_http or len(connections) > self.max_sockets:
-            oldest = next(iter(http))
+        http[edge] = now
+        out_of_fds = len(connections) > self.max_sockets
+        if out_of_fds or len(http) > self.max_http:
+            oldest, since = next(iter(http.items()))
             if oldest is edge:
                 return False
-            del http[oldest]
-            oldest.evict()
+            # the fd limit is hard; the HTTP cap sheds only connections that are slow
+            if out_of_fds or now - since >= min(EVICT_AFTER, self.handshake_timeout / 2):
+                del http[oldest]
+                oldest.evict()
         return True
 
     def requested(self, edge: Edge) -> None:
@@ -119,7 +128,7 @@ class Listener:
         http = self.http
         if edge in http:
             del http[edge]
-            http[edge] = None
+            http[edge] = self.now()
 
     def upgrading(self, edge: Edge) -> bool:
         """``edge`` leaves the HTTP phase for a WebSocket, if one more leaves room for HTTP
