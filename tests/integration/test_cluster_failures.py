@@ -19,7 +19,7 @@ import pytest
 from tests.integration.wsclient import PusherWS, RawConn, pusher
 from tests.support.cluster import Cluster, run_cluster
 from tests.support.server import DEFAULT_APPS
-from tests.support.services import Service, nats_server, redis_server
+from tests.support.services import Service, redis_server
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -28,15 +28,6 @@ pytestmark = pytest.mark.timeout(120)
 def redis(tmp_path: Path) -> Iterator[Service]:
     (tmp_path / "redis").mkdir()
     with redis_server(tmp_path / "redis") as service:
-        yield service
-
-
-@pytest.fixture(params=["redis", "nats"])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Service]:
-    """A private redis-server, then a private nats-server."""
-    start = {"redis": redis_server, "nats": nats_server}[request.param]
-    (tmp_path / request.param).mkdir()
-    with start(tmp_path / request.param) as service:
         yield service
 
 

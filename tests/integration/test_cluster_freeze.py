@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import signal
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,19 +24,11 @@ import pytest
 
 from tests.integration.wsclient import PusherWS, pusher
 from tests.support.cluster import Cluster, run_cluster
-from tests.support.services import Service, nats_server, redis_server
+from tests.support.services import Service
 
 NODE_TIMEOUT = 10  # the default
 ROOM = "presence-desk"
 CHANNEL = "prices"
-
-
-@pytest.fixture(params=["redis", "nats"])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Service]:
-    start = {"redis": redis_server, "nats": nats_server}[request.param]
-    (tmp_path / request.param).mkdir()
-    with start(tmp_path / request.param) as service:
-        yield service
 
 
 class Feed:

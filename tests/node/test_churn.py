@@ -14,6 +14,7 @@ from ressonance.node.node import Node
 from ressonance.protocol import signatures
 from ressonance.scaling.memory import MemoryBroker
 from tests.node.fakes import Clock, FakeSocket
+from tests.node.test_node import connect as connect_to
 
 APP = App(id="1", key="key", secret="secret", subscription_count=True, max_presence_members=200)
 ROOM = "presence-room"
@@ -28,10 +29,7 @@ def make_node(clock: Clock) -> Node:
 
 
 def connect(node: Node, app: App = APP) -> FakeSocket:
-    sock = FakeSocket()
-    node.connect(sock, app)
-    sock.take()
-    return sock
+    return connect_to(node, app)  # this module's app: subscription counts, 200 members
 
 
 def send(node: Node, sock: FakeSocket, event: str, data: Any) -> None:

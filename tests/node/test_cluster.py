@@ -27,16 +27,6 @@ def make_node(bus: MemoryBus, clock: Clock, name: str) -> Node:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def bus() -> MemoryBus:
-    return MemoryBus()
-
-
-@pytest.fixture
 def nodes(bus: MemoryBus, clock: Clock) -> list[Node]:
     return [make_node(bus, clock, name) for name in ("n1", "n2", "n3")]
 

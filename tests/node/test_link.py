@@ -22,16 +22,6 @@ from tests.node.test_node import APP, connect, join_presence
 TIMEOUT = 10  # make_node's node_timeout
 
 
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def bus() -> MemoryBus:
-    return MemoryBus()
-
-
 def users(node: Node) -> set[str]:
     return set(asyncio.run(queries.channel_users(node, APP, "presence-room")))
 

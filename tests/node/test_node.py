@@ -20,11 +20,6 @@ APP = App(id="1", key="key", secret="secret", subscription_count=True, max_prese
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
 def node(clock: Clock) -> Node:
     n = Node(MemoryBroker(), clock=clock)
     asyncio.run(n.start())
