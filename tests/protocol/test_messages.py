@@ -58,6 +58,73 @@ def test_subscription_error_shape() -> None:
     }
 
 
+def test_limit_reached() -> None:
+    assert messages.limit_reached("presence-a", "Presence channel is full", 4100) == (
+        '{"event":"pusher:subscription_error","channel":"presence-a",'
+        '"data":{"type":"LimitReached","error":"Presence channel is full","status":4100}}'
+    )
+
+
+def test_subscription_succeeded() -> None:
+    assert messages.subscription_succeeded("a") == (
+        '{"event":"pusher_internal:subscription_succeeded","channel":"a","data":"{}"}'
+    )
+    presence = {"ids": ["1"], "hash": {"1": {"n": "é"}}, "count": 1}
+    assert messages.subscription_succeeded("presence-a", presence) == (
+        '{"event":"pusher_internal:subscription_succeeded","channel":"presence-a",'
+        '"data":"{\\"presence\\":{\\"ids\\":[\\"1\\"],\\"hash\\":{\\"1\\":{\\"n\\":\\"é\\"}},'
+        '\\"count\\":1}}"}'
+    )
+
+
+def test_subscription_count() -> None:
+    assert messages.subscription_count("a", 3) == (
+        '{"event":"pusher_internal:subscription_count","channel":"a",'
+        '"data":"{\\"subscription_count\\":3}"}'
+    )
+
+
+def test_member_added() -> None:
+    assert messages.member_added("presence-a", "7", {"name": "x"}) == (
+        '{"event":"pusher_internal:member_added","channel":"presence-a",'
+        '"data":"{\\"user_id\\":\\"7\\",\\"user_info\\":{\\"name\\":\\"x\\"}}"}'
+    )
+    assert messages.member_added("presence-a", "7", None) == (
+        '{"event":"pusher_internal:member_added","channel":"presence-a",'
+        '"data":"{\\"user_id\\":\\"7\\",\\"user_info\\":null}"}'
+    )
+
+
+def test_member_removed() -> None:
+    assert messages.member_removed("presence-a", "7") == (
+        '{"event":"pusher_internal:member_removed","channel":"presence-a",'
+        '"data":"{\\"user_id\\":\\"7\\"}"}'
+    )
+
+
+def test_signin_success() -> None:
+    assert messages.signin_success('{"id":"7"}') == (
+        '{"event":"pusher:signin_success","data":"{\\"user_data\\":\\"{\\\\\\"id\\\\\\":\\\\\\"7\\\\\\"}\\"}"}'
+    )
+
+
+def test_watchlist_events() -> None:
+    assert messages.watchlist_events("online", ["1", "2"]) == (
+        '{"event":"pusher_internal:watchlist_events",'
+        '"data":"{\\"events\\":[{\\"name\\":\\"online\\",\\"user_ids\\":[\\"1\\",\\"2\\"]}]}"}'
+    )
+
+
+def test_cache_hit_sends_the_kept_event_as_published() -> None:
+    assert messages.cache_hit("news", "cache-a", '{"x":1}') == (
+        '{"event":"news","channel":"cache-a","data":"{\\"x\\":1}"}'
+    )
+
+
+def test_cache_miss() -> None:
+    assert messages.cache_miss("cache-a") == '{"event":"pusher:cache_miss","channel":"cache-a"}'
+
+
 @pytest.mark.parametrize(
     "text",
     [

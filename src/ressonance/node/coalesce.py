@@ -101,12 +101,8 @@ class PresenceChanges:
 
 
 def _added(channel: str, member: Member) -> str:
-    return messages.encode_event(
-        "pusher_internal:member_added",
-        channel,
-        {"user_id": member.user_id, "user_info": member.user_info},
-    )
+    return messages.member_added(channel, member.user_id, member.user_info)
 
 
 def _removed(channel: str, user_id: str) -> str:
-    return messages.encode_event("pusher_internal:member_removed", channel, {"user_id": user_id})
+    return messages.member_removed(channel, user_id)

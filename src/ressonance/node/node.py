@@ -204,11 +204,7 @@ class Node:
             limit = state.app.max_presence_members
             if roster and member.user_id not in roster and limit and len(roster) >= limit:
                 socket.send(
-                    text_frame(
-                        messages.subscription_error(
-                            channel, "LimitReached", "Presence channel is full", 4100
-                        )
-                    )
+                    text_frame(messages.limit_reached(channel, "Presence channel is full", 4100))
                 )
                 return
             first = self.view.join(state.app.id, channel, session.socket_id, member)
@@ -224,18 +220,18 @@ class Node:
         self._local_count_changed(state, channel)
 
     def _succeeded(self, state: AppState, channel: str) -> str:
-        data: dict[str, object] = {}
+        presence: dict[str, object] | None = None
         if channels.kind_of(channel).presence:
             roster = self.view.roster(state.app.id, channel)
-            data = {"presence": roster.snapshot() if roster else EMPTY_PRESENCE}
-        return messages.encode_event("pusher_internal:subscription_succeeded", channel, data)
+            presence = roster.snapshot() if roster else EMPTY_PRESENCE
+        return messages.subscription_succeeded(channel, presence)
 
     def _send_cached(self, state: AppState, socket: Socket, channel: str) -> None:
         cached = self.view.cached(state.app.id, channel, self.clock())
         if cached is None:
             socket.send(text_frame(messages.cache_miss(channel)))
         else:
-            socket.send(text_frame(messages.encode_event(cached.event, channel, cached.data)))
+            socket.send(text_frame(messages.cache_hit(cached.event, channel, cached.data)))
 
     def _unsubscribe(self, state: AppState, socket: Socket, channel: str) -> None:
         session = socket.session
@@ -326,9 +322,7 @@ class Node:
 
     def _send_count(self, app_id: str, channel: str) -> None:
         count = self._total_count(app_id, channel)
-        frame = messages.encode_event(
-            "pusher_internal:subscription_count", channel, {"subscription_count": count}
-        )
+        frame = messages.subscription_count(channel, count)
         self._deliver(app_id, channel, frame, None)
 
     def flush_counts(self) -> None:
@@ -341,13 +335,7 @@ class Node:
     # users -----------------------------------------------------------------------------
     def _sign_in(self, state: AppState, socket: Socket, action: SignIn) -> None:
         session = socket.session
-        socket.send(
-            text_frame(
-                messages.encode_event(
-                    "pusher:signin_success", None, {"user_data": action.user_data}
-                )
-            )
-        )
+        socket.send(text_frame(messages.signin_success(action.user_data)))
         if action.watchlist_truncated:
             socket.send(
                 text_frame(messages.error(codes.WATCHLIST_LIMIT, "Watchlist limit exceeded"))
@@ -361,7 +349,7 @@ class Node:
             state.watch(socket, action.watchlist)
             online = [w for w in action.watchlist if w in state.users]
             if online:
-                socket.send(text_frame(_watchlist_frame("online", online)))
+                socket.send(text_frame(messages.watchlist_events("online", online)))
 
     def _sign_out(self, state: AppState, socket: Socket, user_id: str) -> None:
         sockets = state.users.get(user_id)
@@ -375,7 +363,7 @@ class Node:
     def _notify_watchers(self, state: AppState, user_id: str, name: str) -> None:
         watchers = state.watchers.get(user_id)
         if watchers:
-            frame = text_frame(_watchlist_frame(name, [user_id]))
+            frame = text_frame(messages.watchlist_events(name, [user_id]))
             for watcher in watchers:
                 watcher.send(frame)
 
@@ -595,9 +583,3 @@ def _soon(callback: Callable[[], None], delay: float = 0.0) -> None:
         loop.call_later(delay, callback)
     else:
         loop.call_soon(callback)
-
-
-def _watchlist_frame(name: str, user_ids: list[str]) -> str:
-    return messages.encode_event(
-        "pusher_internal:watchlist_events", None, {"events": [{"name": name, "user_ids": user_ids}]}
-    )

@@ -169,6 +169,53 @@ def subscription_error(channel: str, kind: str, message: str, status: int) -> st
     )
 
 
+def limit_reached(channel: str, message: str, status: int) -> str:
+    """``pusher:subscription_error`` of type ``LimitReached``: a full channel or a cap hit."""
+    return subscription_error(channel, "LimitReached", message, status)
+
+
+def subscription_succeeded(channel: str, presence: dict[str, Any] | None = None) -> str:
+    """``pusher_internal:subscription_succeeded``: ``{}``, or ``{"presence": ...}`` (ids, hash
+    and count) on a presence channel."""
+    data: dict[str, Any] = {} if presence is None else {"presence": presence}
+    return encode_event("pusher_internal:subscription_succeeded", channel, data)
+
+
+def subscription_count(channel: str, count: int) -> str:
+    return encode_event(
+        "pusher_internal:subscription_count", channel, {"subscription_count": count}
+    )
+
+
+def member_added(channel: str, user_id: str, user_info: Any) -> str:
+    return encode_event(
+        "pusher_internal:member_added", channel, {"user_id": user_id, "user_info": user_info}
+    )
+
+
+def member_removed(channel: str, user_id: str) -> str:
+    return encode_event("pusher_internal:member_removed", channel, {"user_id": user_id})
+
+
+def signin_success(user_data: str) -> str:
+    """``pusher:signin_success``: ``user_data`` is the JSON string the client signed in with."""
+    return encode_event("pusher:signin_success", None, {"user_data": user_data})
+
+
+def watchlist_events(name: str, user_ids: list[str]) -> str:
+    """``pusher_internal:watchlist_events`` with one event: ``online`` or ``offline``."""
+    return encode_event(
+        "pusher_internal:watchlist_events",
+        None,
+        {"events": [{"name": name, "user_ids": user_ids}]},
+    )
+
+
+def cache_hit(event: str, channel: str, data: Any) -> str:
+    """The last event a cache channel kept, sent as it was published."""
+    return encode_event(event, channel, data)
+
+
 PING = dumps({"event": "pusher:ping", "data": {}})
 PONG = dumps({"event": "pusher:pong", "data": {}})
 
