@@ -18,9 +18,9 @@ import pusher.errors
 import pusher.http
 import pytest
 
-from tests.integration.wsclient import PusherWS
-from tests.integration.wsclient import pusher as ws_client
 from tests.support.server import DEFAULT_APPS, RunningServer
+from tests.support.wsclient import PusherWS
+from tests.support.wsclient import pusher as ws_client
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
 

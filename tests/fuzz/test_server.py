@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 from tests.fuzz.test_frames import message_frames, odd_frame
 from tests.fuzz.test_messages import DEEP_CHANNEL_DATA, DEEP_DATA, HUGE, client_frame
 from tests.fuzz.wire import OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, Frame, frame_bytes
-from tests.integration.wsclient import health_status, upgrade_request
 from tests.support.server import RunningServer
+from tests.support.wsclient import health_status, upgrade_request
 
 pytestmark = [pytest.mark.fuzz, pytest.mark.timeout(240)]
 

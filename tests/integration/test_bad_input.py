@@ -15,7 +15,9 @@ from typing import Any
 
 import pytest
 
-from tests.integration.wsclient import (
+from tests.support.rest import Rest
+from tests.support.server import DEFAULT_APPS, RunningServer, run_server
+from tests.support.wsclient import (
     OP_CONT,
     OP_PING,
     OP_PONG,
@@ -31,8 +33,6 @@ from tests.integration.wsclient import (
     upgrade_request,
     user_auth,
 )
-from tests.support.rest import Rest
-from tests.support.server import DEFAULT_APPS, RunningServer, run_server
 
 APP, LIMITED, DISABLED = DEFAULT_APPS
 pytestmark = pytest.mark.timeout(60)

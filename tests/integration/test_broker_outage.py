@@ -25,10 +25,10 @@ from typing import Any
 
 import pytest
 
-from tests.integration.wsclient import PusherWS, pusher
 from tests.support.cluster import Cluster, run_cluster
 from tests.support.rest import Rest
 from tests.support.services import Service, redis_server
+from tests.support.wsclient import PusherWS, pusher
 
 CHANNEL = "feed"
 CAPACITY = 10_000  # RedisBroker's outbox, in frames

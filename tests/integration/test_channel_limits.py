@@ -8,9 +8,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tests.integration.wsclient import OP_TEXT, RawConn, encode_frame
 from tests.support.rest import Rest
 from tests.support.server import DEFAULT_APPS, run_server
+from tests.support.wsclient import OP_TEXT, RawConn, encode_frame
 
 CAPPED = DEFAULT_APPS[0]  # the default limits: 128 channels, 128 subscriptions a second
 OPEN = {

@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from tests.integration.wsclient import PusherWS, pusher
 from tests.support.cluster import Cluster, run_cluster
 from tests.support.services import Service, nats_server, redis_server
+from tests.support.wsclient import PusherWS, pusher
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.wsclient import PusherWS, RawConn, pusher
 from tests.support.cluster import Cluster, run_cluster
 from tests.support.server import DEFAULT_APPS
 from tests.support.services import Service, redis_server
+from tests.support.wsclient import PusherWS, RawConn, pusher
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -22,9 +22,9 @@ from typing import Any
 
 import pytest
 
-from tests.integration.wsclient import PusherWS, pusher
 from tests.support.cluster import Cluster, run_cluster
 from tests.support.services import Service
+from tests.support.wsclient import PusherWS, pusher
 
 NODE_TIMEOUT = 10  # the default
 ROOM = "presence-desk"

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.wsclient import PusherWS, pusher
 from tests.support.cluster import Cluster, broker_args
 from tests.support.server import free_port, run_server
 from tests.support.services import Service, redis_server
+from tests.support.wsclient import PusherWS, pusher
 
 pytestmark = pytest.mark.timeout(120)
 

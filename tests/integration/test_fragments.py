@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.wsclient import (
+from tests.support.proc import cpu_seconds, rss_kib
+from tests.support.server import RunningServer, run_server
+from tests.support.wsclient import (
     OP_CONT,
     OP_TEXT,
     RawConn,
@@ -23,8 +25,6 @@ from tests.integration.wsclient import (
     encode_frame,
     upgrade_request,
 )
-from tests.support.proc import cpu_seconds, rss_kib
-from tests.support.server import RunningServer, run_server
 
 pytestmark = pytest.mark.timeout(60)
 START = b'{"event":"pusher:ping","data":"'

@@ -12,7 +12,9 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.integration.wsclient import (
+from tests.support.rest import signed_query
+from tests.support.server import DEFAULT_APPS, RunningServer
+from tests.support.wsclient import (
     BACKGROUND,
     Closed,
     PusherWS,
@@ -22,8 +24,6 @@ from tests.integration.wsclient import (
     pusher,
     user_auth,
 )
-from tests.support.rest import signed_query
-from tests.support.server import DEFAULT_APPS, RunningServer
 
 APP = DEFAULT_APPS[0]
 pytestmark = pytest.mark.timeout(90)

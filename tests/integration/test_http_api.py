@@ -21,8 +21,8 @@ from urllib.parse import quote, urlencode
 
 import pytest
 
-from tests.integration.wsclient import Closed, PusherWS, pusher
 from tests.support.server import DEFAULT_APPS, RunningServer
+from tests.support.wsclient import Closed, PusherWS, pusher
 
 APP, LIMITED, DISABLED = DEFAULT_APPS
 pytestmark = pytest.mark.timeout(60)

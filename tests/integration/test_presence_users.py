@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.integration.wsclient import pusher
 from tests.support.rest import Rest
 from tests.support.server import RunningServer
+from tests.support.wsclient import pusher
 
 
 def test_users_with_and_without_user_info(server: RunningServer) -> None:

@@ -11,8 +11,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from tests.integration.wsclient import OP_TEXT, RawConn, user_auth
 from tests.support.server import DEFAULT_APPS, run_server
+from tests.support.wsclient import OP_TEXT, RawConn, user_auth
 
 APP = DEFAULT_APPS[0]
 SOCKETS = 2000

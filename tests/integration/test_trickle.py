@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from ressonance.transport.listener import EVICT_AFTER
-from tests.integration.wsclient import OP_BINARY, OP_CLOSE, OP_PING, encode_frame, upgrade_request
 from tests.support.proc import cpu_seconds
 from tests.support.server import RunningServer, run_server
+from tests.support.wsclient import OP_BINARY, OP_CLOSE, OP_PING, encode_frame, upgrade_request
 
 pytestmark = pytest.mark.timeout(60)
 TIMEOUT = 2  # handshake_timeout and keep_alive_timeout of the test server

@@ -1,4 +1,5 @@
-"""A small Pusher protocol client for the integration tests (PROTOCOL.md A §1).
+"""A small Pusher protocol client for the integration tests (the Pusher Channels WebSocket
+protocol: https://pusher.com/docs/channels/library_auth_reference/pusher-websockets-protocol/).
 
 ``PusherWS`` wraps a real ``websockets`` client connection; ``RawConn`` speaks bytes over a
 plain TCP stream for the inputs a well-behaved client library refuses to produce (invalid
