@@ -2,6 +2,24 @@
 
 Lower-level errors (JSON, httptools, OS) are translated into these at the layer boundary, so a
 caller only ever catches :class:`RessonanceError` subclasses and never leaks internals to a peer.
+
+The tree, and what each class carries besides its message::
+
+    RessonanceError
+     ├── ConfigError            the setting at fault, in the message
+     ├── PusherError            code, message: sent as pusher:error; a close with the same
+     │                          code follows when codes.is_fatal(code) (4000-4299)
+     ├── SubscriptionError      kind, message, status: sent as pusher:subscription_error;
+     │                          the socket stays open
+     ├── HttpError              status, message: an HTTP API error response
+     │    └── Unavailable       retry_after: 503 with Retry-After (ressonance.http.api)
+     └── FrameError             code, reason: the peer broke RFC 6455; close with code
+                                (ressonance.transport.frames)
+
+Codes and statuses: docs/protocol.md, "Close codes", and the Pusher documentation
+(https://pusher.com/docs/channels/library_auth_reference/pusher-websockets-protocol/ for the
+WebSocket protocol, https://pusher.com/docs/channels/library_auth_reference/rest-api/ for the
+HTTP API).
 """
 
 from __future__ import annotations
@@ -18,8 +36,9 @@ class ConfigError(RessonanceError):
 class PusherError(RessonanceError):
     """A protocol error for a WebSocket peer, reported as ``pusher:error`` with ``code``.
 
-    ``close`` is true when the connection must be closed with the same code afterwards
-    (PROTOCOL.md Part B item 1: every 4000-4299 condition is fatal, 43xx never is).
+    The connection is then closed with the same code when the code is fatal
+    (:func:`ressonance.protocol.codes.is_fatal`: every 4000-4299 condition is, 43xx never is;
+    docs/protocol.md, "Close codes").
     """
 
     def __init__(self, code: int, message: str) -> None:
@@ -27,13 +46,10 @@ class PusherError(RessonanceError):
         self.code = code
         self.message = message
 
-    @property
-    def close(self) -> bool:
-        return 4000 <= self.code < 4300
-
 
 class SubscriptionError(RessonanceError):
-    """A subscription was refused; the socket stays open (PROTOCOL.md Part B item 3)."""
+    """A subscription was refused with ``pusher:subscription_error``; the socket stays open
+    (docs/protocol.md, Decisions)."""
 
     def __init__(self, kind: str, message: str, status: int) -> None:
         super().__init__(message)

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from ressonance.errors import PusherError
-from ressonance.protocol import messages
+from ressonance.protocol import codes, messages
 
 
 def test_server_event_data_is_a_json_string() -> None:
@@ -37,7 +37,7 @@ def test_bad_frames_raise_non_fatal_error(text: str) -> None:
     with pytest.raises(PusherError) as info:
         messages.parse_client_frame(text)
     assert 4300 <= info.value.code < 4400
-    assert not info.value.close
+    assert not codes.is_fatal(info.value.code)
 
 
 def test_data_object_accepts_object_or_string() -> None:

@@ -1,8 +1,10 @@
-"""Pusher error and close codes (PROTOCOL.md A §1.4, Part B items 1-2).
+"""Pusher error and close codes, and the WebSocket close codes: the one place each is defined.
 
 Ranges tell pusher-js what to do next: 4000-4099 do not reconnect unchanged, 4100-4199 reconnect
 after a back-off, 4200-4299 reconnect at once, 4300-4399 are sent as ``pusher:error`` only and
-never used to close a socket.
+never used to close a socket ("Error Codes" in
+https://pusher.com/docs/channels/library_auth_reference/pusher-websockets-protocol/). Which code
+Ressonance sends when: docs/protocol.md, "Close codes".
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ OVER_CAPACITY = 4100
 RECONNECT_NOW = 4200
 PONG_NOT_RECEIVED = 4201
 INACTIVITY = 4202
+INVALID_MESSAGE = 4300  # non-fatal "other" range: the socket stays open
 CLIENT_EVENT_REJECTED = 4301
 WATCHLIST_LIMIT = 4302
 

@@ -1,7 +1,10 @@
-"""Parse client frames and encode server frames (PROTOCOL.md A §1.1-§1.3, §1.13).
+"""Parse client frames and encode server frames: one builder per kind of server frame, so that
+no other module spells a Pusher event name
+(https://pusher.com/docs/channels/library_auth_reference/pusher-websockets-protocol/).
 
 "Double encoding": the server always sends ``data`` as a JSON string for channel events; clients
-may send ``data`` as an object or as a JSON string, and both are accepted (Part B item 3).
+may send ``data`` as an object or as a JSON string, and both are accepted (docs/protocol.md,
+Decisions, "Messages").
 """
 
 from __future__ import annotations
@@ -11,8 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ressonance.errors import PusherError
+from ressonance.protocol.codes import INVALID_MESSAGE as INVALID_MESSAGE  # also importable here
 
-INVALID_MESSAGE = 4300  # non-fatal "other" range: the socket stays open
 MAX_DEPTH = 100  # nesting of arrays and objects accepted from clients (docs/security.md)
 _CONTAINERS = (dict, list)  # what json.loads nests (exact types: no subclasses come out of it)
 
@@ -159,7 +162,8 @@ def error(code: int | None, message: str) -> str:
 
 
 def subscription_error(channel: str, kind: str, message: str, status: int) -> str:
-    """Part B item 3: the shape pusher-js passes to the channel and Echo's ``.error()``."""
+    """``pusher:subscription_error``: the shape pusher-js passes to the channel and Echo's
+    ``.error()`` (docs/protocol.md, Decisions)."""
     return dumps(
         {
             "event": "pusher:subscription_error",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ressonance.errors import RessonanceError
 from ressonance.protocol import codes
 from ressonance.protocol.framing import (
     OP_BINARY,
@@ -48,7 +49,7 @@ _CONTROL = (OP_CLOSE, OP_PING, OP_PONG)
 _DATA = (OP_CONT, OP_TEXT, OP_BINARY)
 
 
-class FrameError(Exception):
+class FrameError(RessonanceError):
     """The peer broke RFC 6455; close the connection with ``code`` (RFC 6455 §7.4.1)."""
 
     def __init__(self, code: int, reason: str) -> None:
