@@ -6,22 +6,41 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Callable
 
 from ressonance.apps.static import StaticAppStore
 from ressonance.config import Settings
 from ressonance.http.api import Api
+from ressonance.node.gateway import NodeGateway
 from ressonance.node.node import Node
 from ressonance.node.replay import ReplayGuard
+from ressonance.protocol import codes
 from ressonance.reclaim import Reclaimer
 from ressonance.scaling.factory import make_broker
-from ressonance.transport.listener import Listener
+from ressonance.transport.listener import Limits, Listener
 
 log = logging.getLogger("ressonance")
 
-SWEEP_INTERVAL = 1.0
-CLUSTER_INTERVAL = 1.0
+TIMEOUTS_INTERVAL = 1.0
+HEARTBEAT_INTERVAL = 1.0
 HOUSEKEEPING_INTERVAL = 5.0
 DRAIN_TIMEOUT = 10.0
+ANNOUNCE_DELAY = 0.1  # seconds between telling the other nodes of a drain and the 4200s
+
+
+def limits(settings: Settings) -> Limits:
+    """The public listener's limits, from the settings."""
+    return Limits(
+        activity_timeout=float(settings.activity_timeout),
+        pong_timeout=float(settings.pong_timeout),
+        handshake_timeout=float(settings.handshake_timeout),
+        keep_alive_timeout=float(settings.keep_alive_timeout),
+        max_message_bytes=settings.max_message_kb * 1024,
+        max_request_bytes=settings.max_request_kb * 1024,
+        write_buffer_bytes=settings.write_buffer_kb * 1024,
+        close_slow_consumers=settings.slow_consumer == "close",
+        max_http_connections=settings.max_http_connections,
+    )
 
 
 class Server:
@@ -45,24 +64,25 @@ class Server:
 
     async def start(self) -> None:
         await self.node.start()
-        self.listener = Listener(self.settings, self.node, self.api, self.apps)
+        self.listener = Listener(
+            limits(self.settings), self.api.handle, NodeGateway(self.node, self.apps)
+        )
         await self.listener.listen(
             self.settings.host, self.settings.port, reuse_port=self.settings.workers > 1
         )
         self._timers = [
-            asyncio.create_task(self._every(SWEEP_INTERVAL, self._sweep)),
-            asyncio.create_task(self._every(CLUSTER_INTERVAL, self.node.tick)),
-            asyncio.create_task(self._every(HOUSEKEEPING_INTERVAL, self.node.sweep)),
+            asyncio.create_task(self._every(TIMEOUTS_INTERVAL, self._check_timeouts)),
+            asyncio.create_task(self._every(HEARTBEAT_INTERVAL, self.node.heartbeat)),
+            asyncio.create_task(self._every(HOUSEKEEPING_INTERVAL, self.node.housekeeping)),
         ]
 
-    def _sweep(self) -> None:
+    def _check_timeouts(self) -> None:
         assert self.listener is not None
-        self.listener.sweep()
+        self.listener.check_timeouts()
         self.reclaimer.observe(len(self.listener.connections))
 
     @staticmethod
-    async def _every(interval: float, action: object) -> None:
-        assert callable(action)
+    async def _every(interval: float, action: Callable[[], None]) -> None:
         while True:
             await asyncio.sleep(interval)
             try:
@@ -71,9 +91,19 @@ class Server:
                 log.exception("periodic task failed")
 
     async def stop(self, drain_timeout: float = DRAIN_TIMEOUT) -> None:
-        # the timers run on through the drain: time-outs of closing sockets, heartbeats
-        if self.listener is not None:
-            await self.listener.drain(drain_timeout)
+        """Drain, then leave the cluster. The timers run on through the drain (time-outs of
+        closing sockets, heartbeats)."""
+        listener = self.listener
+        if listener is not None:
+            listener.stop_accepting()
+            # The other nodes first hear that this node's connections are leaving, so that the
+            # clients reconnecting to them are not counted twice against max_connections.
+            self.node.announce_drain()
+            if self.node.has_peers:
+                await asyncio.sleep(ANNOUNCE_DELAY)
+            listener.close_all(codes.RECONNECT_NOW, "Server is restarting")
+            await listener.wait_closed(drain_timeout)
+            listener.abort_all()
         for timer in self._timers:
             timer.cancel()
         await self.node.stop()

@@ -25,7 +25,7 @@ from ressonance.models import App
 from ressonance.node.node import Node
 from ressonance.protocol import signatures
 from ressonance.scaling.memory import MemoryBroker
-from ressonance.transport.http11 import Request, Response
+from ressonance.exchange import Request, Response
 from tests.fuzz.jsonish import json_text, odd_value, splice
 from tests.fuzz.wire import Recorder, strict_json
 

@@ -1,7 +1,7 @@
 """The HTTP/1.1 reader (transport/http11.py ``RequestReader``) fed arbitrary bytes and valid
 requests, pipelined, mutated and cut into reads at random points.
 
-- Nothing but :class:`HttpFault` escapes, with 400, 413 or 431.
+- Nothing but :class:`HttpError` escapes, with 400, 413 or 431.
 - Every request that comes out is within the limits: body <= ``max_body``, header bytes <=
   ``MAX_HEADER_BYTES``, at most ``MAX_HEADERS`` headers; what the reader keeps between reads is
   bounded by them too.
@@ -17,13 +17,9 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from ressonance.transport.http11 import (
-    MAX_HEADER_BYTES,
-    MAX_HEADERS,
-    HttpFault,
-    Request,
-    RequestReader,
-)
+from ressonance.errors import HttpError
+from ressonance.exchange import Request
+from ressonance.transport.http11 import MAX_HEADER_BYTES, MAX_HEADERS, RequestReader
 from tests.fuzz.wire import chunks, cut_points, retained
 
 pytestmark = pytest.mark.fuzz
@@ -36,7 +32,7 @@ MAX_BODY = 2048
 class Read:
     requests: list[Request]
     rest: bytes | None  # after an upgrade: the bytes of the new protocol in the last read
-    status: int | None  # the HttpFault's, if one was raised
+    status: int | None  # the HttpError's, if one was raised
     unread: list[bytes]  # the reads not fed (after an upgrade or a fault)
 
     def __repr__(self) -> str:
@@ -52,7 +48,7 @@ def read(data: bytes, cuts: list[int], max_body: int = MAX_BODY) -> Read:
     for i, part in enumerate(parts):
         try:
             done, rest = reader.feed(part)
-        except HttpFault as fault:
+        except HttpError as fault:
             assert fault.status in STATUSES, fault.status
             out.status, out.unread = fault.status, parts[i + 1 :]
             return out

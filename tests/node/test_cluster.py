@@ -110,7 +110,7 @@ def test_limits_count_the_whole_cluster(nodes: list[Node]) -> None:
     connect(n1, limited)
     connect(n2, limited)
     for node in nodes:
-        node.tick()  # heartbeats carry the connections per app
+        node.heartbeat()  # heartbeats carry the connections per app
     with pytest.raises(PusherError) as info:
         n3.admit(limited, "7", None)
     assert info.value.code == 4004
@@ -165,8 +165,8 @@ def test_a_silent_node_is_dropped_with_its_members(nodes: list[Node], clock: Clo
     asyncio.run(n2.broker.close())  # n2 dies without a word
     for _ in range(12):
         clock.now += 1
-        n1.tick()
-        n3.tick()
+        n1.heartbeat()
+        n3.heartbeat()
     (removed,) = events(watcher, "pusher_internal:member_removed")
     assert json.loads(str(removed["data"])) == {"user_id": "ghost"}
     stats = asyncio.run(queries.channel_stats(n3, APP))
@@ -199,7 +199,7 @@ def test_a_lost_message_is_healed_by_a_state_request(
     join_presence(n2, connect(n2), "presence-room", "late")
     n1_broker.handler = handler
     assert asyncio.run(queries.channel_users(n1, APP, "presence-room")) == {"w": {"u": "w"}}
-    n2.tick()  # the heartbeat's sequence number shows the gap: n1 asks n2 for its state
+    n2.heartbeat()  # the heartbeat's sequence number shows the gap: n1 asks n2 for its state
     assert set(asyncio.run(queries.channel_users(n1, APP, "presence-room"))) == {"w", "late"}
     assert [
         json.loads(str(f["data"]))["user_id"]

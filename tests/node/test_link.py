@@ -57,18 +57,18 @@ def test_a_node_that_did_not_run_drops_nobody_for_it(bus: MemoryBus, clock: Cloc
     join_presence(n2, connect(n2), "presence-room", "other")
     watcher.take()
     clock.now += 15
-    n1.tick()  # first, before n2's traffic
+    n1.heartbeat()  # first, before n2's traffic
     assert n1.stalls == 1
     for _ in range(TIMEOUT + 2):
         clock.now += 1
-        n2.tick()
-        n1.tick()
+        n2.heartbeat()
+        n1.heartbeat()
     assert member_events(watcher) == []
     assert users(n1) == {"w", "other"}
     asyncio.run(n2.broker.close())  # now n2 is silent for real
     for _ in range(TIMEOUT + 2):
         clock.now += 1
-        n1.tick()
+        n1.heartbeat()
     assert member_events(watcher) == [("removed", "other")]
     assert n1.stalls == 1
 
@@ -76,7 +76,7 @@ def test_a_node_that_did_not_run_drops_nobody_for_it(bus: MemoryBus, clock: Cloc
 def test_a_short_pause_between_ticks_is_no_stall(bus: MemoryBus, clock: Clock) -> None:
     node = make_node(bus, clock, "n1")
     clock.now += STALLED - 0.1
-    node.tick()
+    node.heartbeat()
     assert node.stalls == 0
 
 
@@ -93,7 +93,7 @@ def test_a_node_dropped_as_silent_is_asked_for_its_state_until_it_comes(
     watcher.take()
     for _ in range(TIMEOUT + 2):  # n2 does not run
         clock.now += 1
-        n1.tick()
+        n1.heartbeat()
     assert member_events(watcher) == [("removed", "back")]
     assert "n2" not in n1.view.peers
 
@@ -114,16 +114,16 @@ def test_a_node_dropped_as_silent_is_asked_for_its_state_until_it_comes(
     broker.handler = LoseFirstState()  # type: ignore[assignment]
     asked = sent_kinds(n1)
     clock.now += 1
-    n2.tick()  # n2 runs again: its heartbeat, n1's request, n2's state (lost)
+    n2.heartbeat()  # n2 runs again: its heartbeat, n1's request, n2's state (lost)
     assert asked.count("sync") == 1 and len(lost) == 1
     assert users(n1) == {"w"}
     clock.now += 1
-    n2.tick()  # asked again
+    n2.heartbeat()  # asked again
     assert asked.count("sync") == 2
     assert users(n1) == {"w", "back"}
     assert member_events(watcher) == [("added", "back")]
     clock.now += 1
-    n2.tick()  # known again: no more requests
+    n2.heartbeat()  # known again: no more requests
     assert asked.count("sync") == 2
 
 
@@ -134,11 +134,11 @@ def test_no_heartbeats_while_the_link_is_down(bus: MemoryBus, clock: Clock) -> N
     node.link_changed(False)
     for _ in range(3):
         clock.now += 1
-        node.tick()
+        node.heartbeat()
     assert kinds == []
     node.link_changed(True)
     clock.now += 1
-    node.tick()
+    node.heartbeat()
     assert kinds == ["hello", "state", "hb"]
 
 
@@ -154,7 +154,7 @@ def test_ready_until_draining_or_the_link_is_down_longer_than_node_timeout(
     assert node.unready() == ["broker link down for 12 s"]
     node.link_changed(True)
     assert node.unready() == []
-    node.draining()
+    node.announce_drain()
     assert node.unready() == ["draining"]
 
 

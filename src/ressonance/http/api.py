@@ -11,13 +11,13 @@ from urllib.parse import unquote
 
 from ressonance.apps.base import AppStore
 from ressonance.errors import HttpError
+from ressonance.exchange import Request, Response
 from ressonance.http import auth
 from ressonance.models import App
 from ressonance.node import queries
 from ressonance.node.node import Node
 from ressonance.protocol import channels, messages
 from ressonance.protocol.messages import dumps
-from ressonance.transport.http11 import Request, Response
 
 MAX_CHANNELS = 100
 MAX_CHANNEL_LIST = 1000  # GET /channels lists at most this many, then says "truncated"

@@ -5,7 +5,7 @@ The transport calls :meth:`Node.admit` and :meth:`Node.connect` when a WebSocket
 :meth:`Node.receive` per text message and :meth:`Node.disconnect` when it closes. The HTTP API
 calls :meth:`Node.publish`, :meth:`Node.terminate_user` and :mod:`ressonance.node.queries`. The
 broker calls :meth:`Node.deliver`, :meth:`Node.control` and :meth:`Node.link_changed`; the server
-calls :meth:`Node.tick` every second.
+calls :meth:`Node.heartbeat` every second and :meth:`Node.housekeeping` every few.
 """
 
 from __future__ import annotations
@@ -452,7 +452,7 @@ class Node:
             if socket_id != exclude:
                 socket.send(frame)
 
-    def sweep(self) -> None:
+    def housekeeping(self) -> None:
         """Periodic housekeeping: expired cache entries, pending subscription counts."""
         self.view.expire_cache(self.clock())
         self.flush_counts()
@@ -495,7 +495,7 @@ class Node:
     def has_peers(self) -> bool:
         return bool(self.view.peers)
 
-    def draining(self) -> None:
+    def announce_drain(self) -> None:
         """A drain starts: from now on the heartbeats count no connections here, since every
         one is about to be closed with 4200 and reconnect elsewhere (it must not be counted
         twice against ``max_connections`` there). Tells the other nodes at once."""
@@ -506,7 +506,7 @@ class Node:
     def _connections(self) -> dict[str, int]:
         return {} if self._draining else self.hub.connections()
 
-    def tick(self) -> None:
+    def heartbeat(self) -> None:
         """Every second, while the link is up: a heartbeat (the re-announcement after an
         outage stands for those missed), and drop the nodes silent for ``node_timeout`` seconds.
         Silence must be theirs: it counts only once this node has heard the cluster that long,

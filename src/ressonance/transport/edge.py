@@ -2,8 +2,8 @@
 
 No task per connection: the loop calls :class:`Edge` back; frames queued by :meth:`Edge.send`
 during one loop iteration go out in one write (:class:`Listener` flushes them); time-outs are
-checked by :meth:`Listener.sweep`, one periodic pass over all connections. The HTTP phase and
-the close handshake have absolute deadlines: bytes trickling in never extend them.
+checked by :meth:`Listener.check_timeouts`, one periodic pass over all connections. The HTTP
+phase and the close handshake have absolute deadlines: bytes trickling in never extend them.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import logging
 from collections import deque
 from typing import TYPE_CHECKING, cast
 
-from ressonance.errors import PusherError
+from ressonance.errors import HttpError, PusherError
+from ressonance.exchange import Request, Response
 from ressonance.faultlog import FaultLog
 from ressonance.protocol import codes, messages
 from ressonance.protocol.framing import OP_PONG, close_frame, encode, text_frame
@@ -29,9 +30,10 @@ from ressonance.transport.frames import (
     Message,
     parse_close,
 )
-from ressonance.transport.http11 import HttpFault, Request, RequestReader, Response, serialize
+from ressonance.transport.http11 import RequestReader, serialize
 
 if TYPE_CHECKING:
+    from ressonance.transport.gateway import Gateway
     from ressonance.transport.listener import Listener
 
 log = logging.getLogger("ressonance.transport")
@@ -54,6 +56,7 @@ class Edge(asyncio.Protocol):
         "_reader",
         "_task",
         "deadline",
+        "gateway",
         "listener",
         "ping_sent",
         "seen",
@@ -66,12 +69,13 @@ class Edge(asyncio.Protocol):
         self.listener = listener
         self.transport: asyncio.Transport | None = None
         self.state = HTTP
-        self.session: Session = None  # type: ignore[assignment]  # set by Node.connect
+        self.session: Session = None  # type: ignore[assignment]  # set by Gateway.connect
+        self.gateway: Gateway = None  # type: ignore[assignment]  # set when the WebSocket opens
         self.seen = 0.0  # a WebSocket's last input (activity_timeout)
         self.ping_sent = 0.0
         self.deadline = 0.0  # HTTP: the request must be complete by then; CLOSING: abort then
         self._idle = False  # HTTP keep-alive: a response went out, no byte of the next request
-        self._reader: RequestReader | None = RequestReader(listener.max_request_bytes)
+        self._reader: RequestReader | None = RequestReader(listener.limits.max_request_bytes)
         self._parser: FrameParser | None = None
         self._out: list[bytes] | None = None
         self._paused = False
@@ -84,10 +88,11 @@ class Edge(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         self.transport = transport
-        transport.set_write_buffer_limits(high=self.listener.write_buffer_bytes)
-        self.deadline = self.listener.now() + self.listener.handshake_timeout
+        limits = self.listener.limits
+        transport.set_write_buffer_limits(high=limits.write_buffer_bytes)
+        self.deadline = self.listener.now() + limits.handshake_timeout
         if not self.listener.opened(self):
-            self._refuse(HttpFault(503, "Server is at its connection limit"))
+            self._refuse(HttpError(503, "Server is at its connection limit"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.state = CLOSED
@@ -107,7 +112,7 @@ class Edge(asyncio.Protocol):
         if self.state == HTTP:
             if self._idle:  # the first bytes of the next request: it has handshake_timeout
                 self._idle = False
-                self.deadline = self.listener.now() + self.listener.handshake_timeout
+                self.deadline = self.listener.now() + self.listener.limits.handshake_timeout
             self._http_received(data)
         elif self._parser is not None:
             self.seen = self.listener.now()
@@ -127,9 +132,9 @@ class Edge(asyncio.Protocol):
                     self._upgrade(request, rest or b"")
                     return
                 if request.upgrade:
-                    raise HttpFault(400, "Upgrade is only supported on /app/{key}")
+                    raise HttpError(400, "Upgrade is only supported on /app/{key}")
                 self._queue(request)
-        except HttpFault as fault:
+        except HttpError as fault:
             self._refuse(fault)
 
     def _drop_reader(self) -> None:
@@ -137,7 +142,7 @@ class Edge(asyncio.Protocol):
             self._reader.close()
             self._reader = None
 
-    def _refuse(self, fault: HttpFault) -> None:
+    def _refuse(self, fault: HttpError) -> None:
         """Answer a request that cannot be served, then close (bad input never goes on)."""
         if self.transport is None or self.state != HTTP:
             return
@@ -172,7 +177,7 @@ class Edge(asyncio.Protocol):
         while pending and self.state == HTTP and self.transport is not None:
             request = pending.popleft()
             try:
-                response = await self.listener.api.handle(request)
+                response = await self.listener.handler(request)
             except Exception:
                 faults.exception("internal error serving %s %s", request.method, request.path)
                 response = Response(500, b'{"error":"Internal server error","code":500}')
@@ -192,20 +197,22 @@ class Edge(asyncio.Protocol):
     def _await_request(self) -> None:
         """After the responses: the next request must be complete within keep_alive_timeout,
         or within handshake_timeout of its first byte (one partly received: from now)."""
-        listener = self.listener
         if self.state != HTTP or self._reader is None:
             return
         self._idle = self._reader.between_requests
-        timeout = listener.keep_alive_timeout if self._idle else listener.handshake_timeout
-        self.deadline = listener.now() + timeout
+        limits = self.listener.limits
+        timeout = limits.keep_alive_timeout if self._idle else limits.handshake_timeout
+        self.deadline = self.listener.now() + timeout
 
     # upgrade -------------------------------------------------------------------------------
     def _upgrade(self, request: Request, rest: bytes) -> None:
-        upgrade = handshake.check(request)  # HttpFault → refused by the caller
+        upgrade = handshake.check(request)  # HttpError → refused by the caller
+        if self.listener.gateway is None:
+            raise HttpError(404, "Not found")
         if self.listener.draining:
-            raise HttpFault(503, "Server is shutting down")
+            raise HttpError(503, "Server is shutting down")
         if not self.listener.upgrading(self):
-            raise HttpFault(503, "Server is at its connection limit")
+            raise HttpError(503, "Server is at its connection limit")
         assert self.transport is not None
         self.transport.pause_reading()
         self._drop_reader()
@@ -213,21 +220,27 @@ class Edge(asyncio.Protocol):
 
     async def _open(self, upgrade: handshake.Upgrade, rest: bytes) -> None:
         listener = self.listener
-        app = await listener.apps.by_key(upgrade.key)
+        gateway = listener.gateway
+        assert gateway is not None  # checked by _upgrade
+        try:
+            admission = await gateway.admit(upgrade.key, upgrade.protocol, upgrade.origin)
+        except PusherError as exc:
+            refused: PusherError | None = exc
+        else:
+            refused = None
         transport = self.transport
         if transport is None or transport.is_closing():
             return
         transport.write(serialize(handshake.response(upgrade), True))
         self.state = OPEN
         self.seen = listener.now()  # activity_timeout counts from here
-        self._parser = FrameParser(listener.max_message_bytes)
-        try:
-            admitted = listener.node.admit(app, upgrade.protocol, upgrade.origin)
-        except PusherError as exc:
-            transport.write(text_frame(messages.error(exc.code, exc.message)))
-            self._start_close(exc.code, exc.message)
+        self._parser = FrameParser(listener.limits.max_message_bytes)
+        if refused is not None:
+            transport.write(text_frame(messages.error(refused.code, refused.message)))
+            self._start_close(refused.code, refused.message)
         else:
-            listener.node.connect(self, admitted)
+            self.gateway = gateway
+            gateway.connect(self, admission)
         transport.resume_reading()
         if rest:
             self._ws_received(rest)
@@ -252,7 +265,7 @@ class Edge(asyncio.Protocol):
             except UnicodeDecodeError:
                 raise FrameError(codes.WS_INVALID_PAYLOAD, "Invalid UTF-8") from None
             try:
-                self.listener.node.receive(self, text)
+                self.gateway.receive(self, text)
             except Exception:
                 faults.exception("internal error handling a frame from %s", self.session.socket_id)
                 self.close(codes.WS_INTERNAL_ERROR, "Internal server error")
@@ -315,7 +328,7 @@ class Edge(asyncio.Protocol):
         """Leave the node (channels, presence, counts); once, however often it is called."""
         if not self._detached and self.session is not None:
             self._detached = True
-            self.listener.node.disconnect(self)
+            self.gateway.disconnect(self)
 
     def close_if_idle(self) -> None:
         """On drain: an HTTP connection between requests closes now (one with a request being
@@ -329,19 +342,19 @@ class Edge(asyncio.Protocol):
     def _closing(self) -> None:
         """The connection ends within ``close_timeout`` whatever the peer sends (or not)."""
         self.state = CLOSING
-        self.deadline = self.listener.now() + self.listener.close_timeout
+        self.deadline = self.listener.now() + self.listener.limits.close_timeout
 
-    # time-outs (called by Listener.sweep) --------------------------------------------------
+    # time-outs (called by Listener.check_timeouts) ---------------------------------------
     def check_timeouts(self, now: float) -> None:
-        listener = self.listener
+        limits = self.listener.limits
         transport = self.transport
         if transport is None:
             return
         if self.state == OPEN:
             if self.ping_sent:
-                if now - self.ping_sent > listener.pong_timeout:
-                    listener.node.fail(self, codes.PONG_NOT_RECEIVED, "Pong reply not received")
-            elif now - self.seen > listener.activity_timeout:
+                if now - self.ping_sent > limits.pong_timeout:
+                    self.gateway.fail(self, codes.PONG_NOT_RECEIVED, "Pong reply not received")
+            elif now - self.seen > limits.activity_timeout:
                 self.ping_sent = now
                 self.send(text_frame(messages.PING))
         elif now <= self.deadline:

@@ -11,8 +11,9 @@ import binascii
 from dataclasses import dataclass
 from urllib.parse import parse_qs
 
+from ressonance.errors import HttpError
+from ressonance.exchange import Request, Response
 from ressonance.transport.frames import accept_key
-from ressonance.transport.http11 import HttpFault, Request, Response
 
 APP_PATH = "/app/"
 
@@ -32,25 +33,25 @@ def is_websocket_path(path: str) -> bool:
 
 
 def check(request: Request) -> Upgrade:
-    """Validate an upgrade request; raises :class:`HttpFault` (400/404/405/426) otherwise."""
+    """Validate an upgrade request; raises :class:`HttpError` (400/404/405/426) otherwise."""
     if request.method != "GET":
-        raise HttpFault(405, "WebSocket upgrades use GET")
+        raise HttpError(405, "WebSocket upgrades use GET")
     key = request.path[len(APP_PATH) :]
     if not key or "/" in key:
-        raise HttpFault(404, "Path not found: use /app/{key}")
+        raise HttpError(404, "Path not found: use /app/{key}")
     headers = request.headers
     if headers.get("upgrade", "").lower() != "websocket" or "upgrade" not in {
         t.strip() for t in headers.get("connection", "").lower().split(",")
     }:
-        raise HttpFault(426, "This endpoint needs a WebSocket upgrade")
+        raise HttpError(426, "This endpoint needs a WebSocket upgrade")
     if headers.get("sec-websocket-version", "").strip() != "13":
-        raise HttpFault(426, "Unsupported Sec-WebSocket-Version: use 13")
+        raise HttpError(426, "Unsupported Sec-WebSocket-Version: use 13")
     ws_key = headers.get("sec-websocket-key", "").strip()
     try:
         if len(base64.b64decode(ws_key, validate=True)) != 16:
             raise ValueError
     except (binascii.Error, ValueError):
-        raise HttpFault(400, "Missing or invalid Sec-WebSocket-Key") from None
+        raise HttpError(400, "Missing or invalid Sec-WebSocket-Key") from None
     query = parse_qs(request.query)
     protocol = query.get("protocol", [None])[0]
     return Upgrade(key, protocol, headers.get("origin"), accept_key(ws_key))
@@ -68,6 +69,6 @@ def response(upgrade: Upgrade) -> Response:
     )
 
 
-def refusal_headers(fault: HttpFault) -> list[tuple[str, str]]:
+def refusal_headers(fault: HttpError) -> list[tuple[str, str]]:
     """Extra headers for a refused upgrade (RFC 6455 §4.4: tell the supported version)."""
     return [("Sec-WebSocket-Version", "13")] if fault.status == 426 else []

@@ -6,9 +6,10 @@ bodies are de-chunked by the parser; keep-alive follows the request.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import httptools
+
+from ressonance.errors import HttpError
+from ressonance.exchange import Request, Response
 
 MAX_HEADER_BYTES = 16 * 1024
 MAX_HEADERS = 100
@@ -31,34 +32,6 @@ _REASONS = {
 }
 
 
-class HttpFault(Exception):
-    """The request cannot be parsed or is over a limit; answer ``status`` and close."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-@dataclass(slots=True)
-class Request:
-    method: str
-    path: str
-    query: str
-    headers: dict[str, str]
-    body: bytes = b""
-    keep_alive: bool = True
-    upgrade: bool = False
-
-
-@dataclass(slots=True)
-class Response:
-    status: int
-    body: bytes = b""
-    content_type: str = "application/json"
-    headers: list[tuple[str, str]] = field(default_factory=list)
-
-
 def serialize(response: Response, keep_alive: bool) -> bytes:
     """The response bytes, with Content-Length and the Connection header."""
     lines = [f"HTTP/1.1 {response.status} {_REASONS.get(response.status, 'Unknown')}"]
@@ -75,7 +48,7 @@ class RequestReader:
     """Feeds bytes to httptools and collects complete requests.
 
     :meth:`feed` returns the complete requests and, when the last is an upgrade, the bytes
-    after it (which belong to the new protocol). Raises :class:`HttpFault` for bad input.
+    after it (which belong to the new protocol). Raises :class:`HttpError` for bad input.
     """
 
     __slots__ = (
@@ -125,20 +98,20 @@ class RequestReader:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
             rest = data[upgrade.args[0] :] if upgrade.args else b""
-        except HttpFault:
+        except HttpError:
             raise
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__
-            if isinstance(cause, HttpFault):
+            if isinstance(cause, HttpError):
                 raise cause from None
-            raise HttpFault(400, "Malformed HTTP request") from None
+            raise HttpError(400, "Malformed HTTP request") from None
         except httptools.HttpParserError:
-            raise HttpFault(400, "Malformed HTTP request") from None
+            raise HttpError(400, "Malformed HTTP request") from None
         if self._in_head:
             # httptools buffers a partial header line itself: bound what it may hold
             self._unparsed_head += len(data)
             if self._unparsed_head > MAX_HEADER_BYTES:
-                raise HttpFault(431, "Request headers are too large")
+                raise HttpError(431, "Request headers are too large")
         done, self._done = self._done, []
         return done, rest
 
@@ -155,7 +128,7 @@ class RequestReader:
     def on_header(self, name: bytes, value: bytes) -> None:
         self._count(len(name) + len(value) + 4)
         if len(self._headers) >= MAX_HEADERS:
-            raise HttpFault(431, "Too many headers")
+            raise HttpError(431, "Too many headers")
         key = name.decode("latin-1").lower()
         text = value.decode("latin-1")
         previous = self._headers.get(key)
@@ -168,7 +141,7 @@ class RequestReader:
     def on_body(self, body: bytes) -> None:
         self._body_size += len(body)
         if self._body_size > self._max_body:
-            raise HttpFault(413, "Request body is too large")
+            raise HttpError(413, "Request body is too large")
         # A body in one piece is kept as it is; one in many pieces goes into one growing
         # buffer, so a body sent a byte at a time costs its size, not an object per byte.
         if not self._body:
@@ -185,7 +158,7 @@ class RequestReader:
         try:
             parsed = httptools.parse_url(self._url)
         except httptools.HttpParserInvalidURLError:
-            raise HttpFault(400, "Invalid request target") from None
+            raise HttpError(400, "Invalid request target") from None
         self._done.append(
             Request(
                 method=parser.get_method().decode("latin-1"),
@@ -201,4 +174,4 @@ class RequestReader:
     def _count(self, n: int) -> None:
         self._header_bytes += n
         if self._header_bytes > MAX_HEADER_BYTES:
-            raise HttpFault(431, "Request headers are too large")
+            raise HttpError(431, "Request headers are too large")

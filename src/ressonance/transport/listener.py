@@ -1,5 +1,10 @@
 """The listening side: accepts connections within the node's socket budget, coalesces writes
-per loop tick, sweeps time-outs, and drains on shutdown (close code 4200, docs/protocol.md)."""
+per loop tick, sweeps time-outs, and offers the steps of a drain (the sequence is the server's).
+
+A listener serves two narrow things and nothing else of the application: a
+:data:`~ressonance.exchange.RequestHandler` for HTTP and a
+:class:`~ressonance.transport.gateway.Gateway` for WebSockets (docs/design.md "Seams").
+"""
 
 from __future__ import annotations
 
@@ -9,13 +14,12 @@ import os
 import resource
 import socket
 import sys
+from dataclasses import dataclass
 
-from ressonance.apps.base import AppStore
-from ressonance.config import Settings
-from ressonance.http.api import Api
-from ressonance.node.node import Node
+from ressonance.exchange import RequestHandler
 from ressonance.protocol import codes
 from ressonance.transport.edge import OPEN, Edge
+from ressonance.transport.gateway import Gateway
 
 log = logging.getLogger("ressonance.transport")
 
@@ -24,6 +28,23 @@ HTTP_ROOM = 16  # descriptors only HTTP connections may take: /health and the AP
 # Over max_http_connections, only a connection waiting this long (at most half the handshake
 # time-out) is evicted: a reconnect storm's handshakes are all younger and all admitted.
 EVICT_AFTER = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """A listener's time-outs (seconds) and sizes (bytes): the server makes them from its
+    settings, whose defaults and meaning docs/configuration.md gives."""
+
+    activity_timeout: float
+    pong_timeout: float
+    handshake_timeout: float
+    keep_alive_timeout: float
+    max_message_bytes: int
+    max_request_bytes: int
+    write_buffer_bytes: int
+    close_slow_consumers: bool
+    max_http_connections: int
+    close_timeout: float = 3.0  # a close handshake's peer has this long to answer
 
 
 def open_fds() -> int:
@@ -37,31 +58,23 @@ def open_fds() -> int:
 
 
 class Listener:
-    """Shared context of every :class:`Edge`: the node, the API, limits and time-outs."""
+    """Accepts connections and is the shared context of every :class:`Edge` it makes: the
+    handler, the gateway, the limits, the socket budget and the write coalescing."""
 
-    close_timeout = 3.0
-    announce_delay = 0.1  # seconds between telling the other nodes of a drain and the 4200s
-
-    def __init__(self, settings: Settings, node: Node, api: Api, apps: AppStore) -> None:
-        self.node = node
-        self.api = api
-        self.apps = apps
-        self.activity_timeout = float(settings.activity_timeout)
-        self.pong_timeout = float(settings.pong_timeout)
-        self.handshake_timeout = float(settings.handshake_timeout)
-        self.keep_alive_timeout = float(settings.keep_alive_timeout)
-        self.max_message_bytes = settings.max_message_kb * 1024
-        self.max_request_bytes = settings.max_request_kb * 1024
-        self.write_buffer_bytes = settings.write_buffer_kb * 1024
-        self.close_slow_consumers = settings.slow_consumer == "close"
+    def __init__(
+        self, limits: Limits, handler: RequestHandler, gateway: Gateway | None = None
+    ) -> None:
+        self.limits = limits
+        self.handler = handler
+        self.gateway = gateway  # None: no WebSockets here (an upgrade is answered 404)
         self.connections: set[Edge] = set()
         # connections in the HTTP phase, the one longest without a complete request first
         self.http: dict[Edge, float] = {}  # -> when it opened or last completed a request
-        self.max_http = settings.max_http_connections
         self.max_sockets = sys.maxsize  # what RLIMIT_NOFILE leaves for sockets (refresh_limits)
         self._other_fds = 0
         self.draining = False
-        self.dropped_frames = 0
+        self.frames_dropped = 0  # frames not queued on a slow consumer (slow_consumer="drop")
+        self.slow_closes = 0  # slow consumers closed with 4100 (slow_consumer="close")
         self._dirty: list[Edge] = []
         self._loop = asyncio.get_running_loop()
         self.now = self._loop.time
@@ -113,12 +126,12 @@ class Listener:
         connections.add(edge)
         http[edge] = now
         out_of_fds = len(connections) > self.max_sockets
-        if out_of_fds or len(http) > self.max_http:
+        if out_of_fds or len(http) > self.limits.max_http_connections:
             oldest, since = next(iter(http.items()))
             if oldest is edge:
                 return False
             # the fd limit is hard; the HTTP cap sheds only connections that are slow
-            if out_of_fds or now - since >= min(EVICT_AFTER, self.handshake_timeout / 2):
+            if out_of_fds or now - since >= min(EVICT_AFTER, self.limits.handshake_timeout / 2):
                 del http[oldest]
                 oldest.evict()
         return True
@@ -158,38 +171,47 @@ class Listener:
 
     def slow_consumer(self, edge: Edge) -> None:
         """The socket's write buffer is over the high-water mark (docs/design.md)."""
-        self.dropped_frames += 1
-        if self.close_slow_consumers:
-            log.warning("closing slow consumer %s (4100)", edge.session.socket_id)
-            edge.fail_past_limit(codes.OVER_CAPACITY, "Slow consumer: too much unsent data")
+        if not self.limits.close_slow_consumers:
+            self.frames_dropped += 1
+            return
+        self.slow_closes += 1
+        log.warning("closing slow consumer %s (4100)", edge.session.socket_id)
+        edge.fail_past_limit(codes.OVER_CAPACITY, "Slow consumer: too much unsent data")
 
     # time-outs -----------------------------------------------------------------------------
-    def sweep(self) -> None:
+    def check_timeouts(self) -> None:
+        """One pass over every connection (the server calls it every second): pings, pong,
+        handshake, keep-alive and close time-outs; and the fd limit is read again."""
         self.refresh_limits()
         now = self.now()
         for edge in list(self.connections):
             edge.check_timeouts(now)
 
-    # shutdown ------------------------------------------------------------------------------
-    async def drain(self, timeout: float) -> None:
-        """Stop accepting, close every WebSocket with 4200 so clients reconnect at once
-        (elsewhere, behind a load balancer), and wait up to ``timeout`` for them to go."""
+    # the steps of a drain (the server orders them) -----------------------------------------
+    def stop_accepting(self) -> None:
+        """No new connections; new upgrades and keep-alive are refused from now on."""
         self.draining = True
         if self._server is not None:
             self._server.close()
-        # The other nodes first hear that this node's connections are leaving, so that the
-        # clients reconnecting to them are not counted twice against max_connections.
-        self.node.draining()
-        if self.node.has_peers:
-            await asyncio.sleep(self.announce_delay)
+
+    def close_all(self, code: int, reason: str) -> None:
+        """Every WebSocket gets ``pusher:error`` and a close with ``code``; an HTTP connection
+        closes when it has no request in progress (else after its response)."""
+        gateway = self.gateway
         for edge in list(self.connections):
-            if edge.state == OPEN:
-                self.node.fail(edge, codes.RECONNECT_NOW, "Server is restarting")
+            if edge.state == OPEN and gateway is not None:
+                gateway.fail(edge, code, reason)
             else:
                 edge.close_if_idle()
+
+    async def wait_closed(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for every connection to be gone."""
         deadline = self.now() + timeout
         while self.connections and self.now() < deadline:
             await asyncio.sleep(0.05)
+
+    def abort_all(self) -> None:
+        """End what is left at once (peers that did not answer a close)."""
         for edge in list(self.connections):
             if edge.transport is not None:
                 edge.transport.abort()
