@@ -157,7 +157,7 @@ def soketi_available() -> bool:
 
 
 def start_soketi(logdir: Path) -> Server:
-    """The recipe of /work/shared/BENCHMARKS.md: metrics and cluster discovery on loopback."""
+    """As docs/benchmarks-soketi.md describes: metrics and cluster discovery on loopback."""
     port = free_port()
     env = {f"SOKETI_DEFAULT_APP_{k}": v for k, v in SOKETI_APP.items()}
     env |= {

@@ -1,6 +1,7 @@
 """The official ``pusher`` Python SDK (pusher-http-python 3.3.x) against Ressonance, unchanged but
-for host, port, key and secret (PROTOCOL.md: "drop-in"). WebSocket clients subscribe with the
-SDK's own auth signatures and check what the SDK publishes arrives as it should.
+for host, port, key and secret (docs/protocol.md, "Protocol support"). WebSocket clients
+subscribe with the SDK's own auth signatures and check what the SDK publishes arrives as it
+should.
 """
 
 from __future__ import annotations
@@ -263,7 +264,8 @@ async def test_encrypted_channel_client_events_are_rejected(
     server: RunningServer, sdk: pusher.Pusher
 ) -> None:
     """pusher-js and the mobile SDKs refuse client events on encrypted channels ("not supported");
-    the server rejects one that arrives anyway with 4301 and keeps the socket (B 6)."""
+    the server rejects one that arrives anyway with 4301 and keeps the socket (docs/protocol.md,
+    "Client event rules")."""
     channel = "private-encrypted-sdk-ce"
     async with ws_client(server) as a, ws_client(server) as b:
         await sdk_subscribe(sdk, a, channel)
@@ -309,7 +311,8 @@ def test_disabled_app(server: RunningServer) -> None:
 
 
 def test_bad_request(sdk: pusher.Pusher) -> None:
-    """``info=user_count`` without the ``presence-`` prefix is a 400 (A §1.9)."""
+    """``info=user_count`` without the ``presence-`` prefix is a 400 (docs/protocol.md, "HTTP API
+    event validation")."""
     with pytest.raises(pusher.errors.PusherBadRequest):
         sdk.channels_info(attributes=["user_count"])
     with pytest.raises(pusher.errors.PusherBadRequest):

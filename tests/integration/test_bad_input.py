@@ -1,7 +1,8 @@
 """Every kind of bad input gets its documented answer, and the server keeps serving.
 
-Each test asserts the outcome from PROTOCOL.md (Part B where the sources disagree) and then that a
-fresh connection and ``GET /health`` still work and nothing was logged as a traceback.
+Each test asserts the outcome that docs/protocol.md gives ("Decisions" where the servers disagree)
+and then that a fresh connection and ``GET /health`` still work and nothing was logged as a
+traceback.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ async def error_outcome(client: PusherWS, timeout: float = 3) -> tuple[str, int 
     came back and the socket still answers a ping.
 
     Never 1011 (internal error), never a traceback in the text, a 4xxx code on ``pusher:error``,
-    never a 43xx close code (PROTOCOL.md A §1.4, B 1).
+    never a 43xx close code (docs/protocol.md, "Error codes").
     """
     try:
         frame = await client.recv_event(timeout)
@@ -74,7 +75,7 @@ async def error_outcome(client: PusherWS, timeout: float = 3) -> tuple[str, int 
     assert 4000 <= data["code"] < 4400, frame
     no_traceback(str(data.get("message")))
     if data["code"] < 4300:
-        # a fatal code must be followed by a close with the same code (B 1) ...
+        # a fatal code must be followed by a close with the same code ("Error codes") ...
         try:
             extra = await client.recv_event(3)
         except Closed as closed:
@@ -96,8 +97,8 @@ async def test_malformed_json_frame(server: RunningServer, raw: str) -> None:
     async with pusher(server) as client:
         await client.send_raw(raw)
         outcome, code = await error_outcome(client)
-        # A §1.12 item 8 / docs/protocol.md "Messages": pusher:error 4300, the socket stays open
-        assert code != 4200, "4200 means 'reconnect now', not 'bad message' (A §1.12 item 8)"
+        # docs/protocol.md "Messages", "Error codes": pusher:error 4300, the socket stays open
+        assert code != 4200, "4200 means 'reconnect now', not 'bad message' (docs: Error codes)"
         assert (outcome, code) == ("error", 4300)
     await assert_alive(server)
 
@@ -118,8 +119,9 @@ async def test_json_without_event(server: RunningServer, raw: str) -> None:
 
 @pytest.mark.asyncio
 async def test_binary_frame(server: RunningServer) -> None:
-    """ "Binary WebSocket frames are not supported" (A §1.1). The spec allows a close 1003 or a
-    pusher:error; Ressonance closes with 1003 (docs/protocol.md "Close codes")."""
+    """Binary frames are not part of the protocol (docs/protocol.md, "Frames and encoding"). The
+    Pusher docs allow a close 1003 or a pusher:error; Ressonance closes with 1003
+    (docs/protocol.md "Close codes")."""
     async with pusher(server) as client:
         await client.send_raw(b'{"event":"pusher:ping","data":{}}')
         code, _reason, frames = await client.expect_close(3)
@@ -351,7 +353,7 @@ async def test_subscribe_with_garbage_data(server: RunningServer, frame: dict[st
 
 @pytest.mark.asyncio
 async def test_subscribe_data_as_json_string_is_accepted(server: RunningServer) -> None:
-    """Clients may double-encode ``data`` (A §1.1, §1.12 item 3)."""
+    """Clients may double-encode ``data`` (docs/protocol.md, "Frames and encoding")."""
     async with pusher(server) as client:
         await client.send("pusher:subscribe", json.dumps({"channel": "double-encoded"}))
         await client.expect("pusher_internal:subscription_succeeded", channel="double-encoded")
@@ -420,7 +422,8 @@ async def test_presence_without_channel_data(server: RunningServer) -> None:
 
 @pytest.mark.asyncio
 async def test_presence_with_numeric_user_id_is_accepted(server: RunningServer) -> None:
-    """The Pusher docs' own presence example uses ``"user_id": 10`` (A §1.8)."""
+    """The Pusher docs' own presence example uses ``"user_id": 10`` (docs/protocol.md,
+    "Signature test vectors")."""
     channel = "presence-numeric"
     async with pusher(server) as client:
         channel_data = json.dumps({"user_id": 10, "user_info": {"name": "Mr. Pusher"}})
@@ -441,7 +444,7 @@ async def test_presence_with_numeric_user_id_is_accepted(server: RunningServer) 
     ids=["empty", "no-colon", "no-signature", "wrong-signature", "wrong-key"],
 )
 async def test_bad_private_auth_is_a_subscription_error(server: RunningServer, auth: str) -> None:
-    """B 3: AuthError, status 401, the socket stays open."""
+    """docs/protocol.md, "Subscription errors": AuthError, status 401, the socket stays open."""
     async with pusher(server) as client:
         await client.subscribe("private-guarded", auth)
         frame = await client.expect("pusher:subscription_error")
@@ -475,7 +478,8 @@ async def test_auth_for_another_socket_is_rejected(server: RunningServer) -> Non
     ids=["201-chars", "private-201", "space", "slash", "non-ascii", "star", "hash", "colon"],
 )
 async def test_invalid_channel_name(server: RunningServer, channel: str) -> None:
-    """B 3/4: InvalidChannel, status 4009, the socket stays open."""
+    """InvalidChannel, status 4009, the socket stays open (docs/protocol.md, "Subscription
+    errors")."""
     async with pusher(server) as client:
         auth = channel_auth(APP, client.socket_id, channel)
         await client.subscribe(channel, auth if channel.startswith("private-") else None)
@@ -497,7 +501,8 @@ async def test_200_char_channel_name_is_accepted(server: RunningServer) -> None:
 
 @pytest.mark.asyncio
 async def test_server_to_user_channel_needs_signin(server: RunningServer, rest: Rest) -> None:
-    """B 4: ``#server-to-user-{id}`` only for the user the socket signed in as."""
+    """``#server-to-user-{id}`` only for the user the socket signed in as (docs/protocol.md,
+    "Channel kinds and names")."""
     async with pusher(server) as client:
         await client.subscribe("#server-to-user-x")
         frame = await client.recv_event(3)
@@ -646,7 +651,7 @@ async def test_client_event_over_max_payload_kb(server: RunningServer) -> None:
     ids=["bad-signature", "other-socket", "no-id", "empty-id", "not-json", "no-auth", "string"],
 )
 async def test_bad_signin(server: RunningServer, make: Any) -> None:
-    """Signin failure: pusher:error 4009 and close 4009 (A §1.14, B 1)."""
+    """Signin failure: pusher:error 4009 and close 4009 (docs/protocol.md, "Close codes")."""
     async with pusher(server) as client:
         await client.send("pusher:signin", make(client.socket_id))
         code, _reason, frames = await client.expect_close(5)
@@ -814,7 +819,7 @@ async def refused(url: str, app: dict[str, Any]) -> tuple[int | None, list[dict[
 
 
 def assert_refused(code: int | None, frames: list[dict[str, Any]], want: int) -> None:
-    """B 1: ``pusher:error {code}`` then a close with the same code."""
+    """docs/protocol.md, "Error codes": ``pusher:error {code}`` then a close with the same code."""
     errors = [f for f in frames if f["event"] == "pusher:error"]
     assert errors, frames
     assert errors[0]["data"]["code"] == want, frames
@@ -849,7 +854,8 @@ async def test_non_numeric_protocol(server: RunningServer) -> None:
 
 @pytest.mark.asyncio
 async def test_missing_protocol_is_accepted(server: RunningServer) -> None:
-    """B 2: accept a missing ``protocol`` like the hosted service does."""
+    """Accept a missing ``protocol`` like the hosted service does (docs/protocol.md, "Protocol
+    version")."""
     async with pusher(server, query="client=js&version=8.4.0") as client:
         assert client.socket_id
     await assert_alive(server)
@@ -864,7 +870,7 @@ async def test_disabled_app(server: RunningServer) -> None:
 
 @pytest.mark.asyncio
 async def test_connection_quota(server: RunningServer) -> None:
-    """App 1002 allows 2 connections: the third gets 4004 (B 2), a slot frees on close."""
+    """App 1002 allows 2 connections: the third gets 4004 ("Close codes"), a slot frees on close."""
     async with pusher(server, LIMITED) as first, pusher(server, LIMITED):
         code, frames = await refused(server.ws_url(LIMITED["key"]), LIMITED)
         assert_refused(code, frames, 4004)
@@ -979,7 +985,8 @@ async def test_abrupt_disconnect_cleans_up(server: RunningServer, rest: Rest) ->
     ids=["user-id-129", "user-info-over-1kb"],
 )
 async def test_presence_member_limits(server: RunningServer, member: dict[str, Any]) -> None:
-    """B 5: user_id at most 128 characters, user_info at most 1 KB -> LimitReached / 4100."""
+    """user_id at most 128 characters, user_info at most 1 KB -> LimitReached / 4100
+    (docs/protocol.md, "Presence members")."""
     channel = "presence-member-limits"
     async with pusher(server) as client:
         channel_data = json.dumps(member)
@@ -1050,7 +1057,8 @@ async def test_signin_again_as_the_same_user_is_fine(server: RunningServer) -> N
 
 @pytest.mark.asyncio
 async def test_watchlist_over_100_ids(server: RunningServer) -> None:
-    """A §1.4 / docs: 4302 as pusher:error, the first 100 ids used, the sign-in succeeds."""
+    """4302 as pusher:error, the first 100 ids used, the sign-in succeeds (docs/protocol.md,
+    "Error codes")."""
     async with pusher(server) as client:
         user_data = json.dumps({"id": "watcher", "watchlist": [f"w{i}" for i in range(150)]})
         await client.send(

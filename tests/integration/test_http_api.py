@@ -1,4 +1,4 @@
-"""The Pusher HTTP API (PROTOCOL.md A §1.9, B 7) over raw, hand-signed HTTP.
+"""The Pusher HTTP API (docs/protocol.md, "HTTP API reference") over raw, hand-signed HTTP.
 
 Requests are signed here from the spec (not with an SDK) so a signing mistake on either side
 shows up; WebSocket clients check that what the API reports and publishes is what they see.
@@ -28,7 +28,7 @@ APP, LIMITED, DISABLED = DEFAULT_APPS
 pytestmark = pytest.mark.timeout(60)
 
 
-# -- signing (A §1.9) -----------------------------------------------------------------------------
+# -- signing (docs/protocol.md, "HTTP API authentication") -----------------------------------------
 def string_to_sign(method: str, path: str, query: dict[str, str]) -> str:
     pairs = "&".join(f"{k}={v}" for k, v in sorted((k.lower(), v) for k, v in query.items()))
     return f"{method}\n{path}\n{pairs}"

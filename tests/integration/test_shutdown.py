@@ -1,5 +1,5 @@
 """SIGTERM drains: every WebSocket gets pusher:error 4200 and a close with 4200 (reconnect now,
-PROTOCOL.md Part B item 2), and the process exits 0."""
+docs/protocol.md, "Close codes"), and the process exits 0."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""PROTOCOL.md A §1.8 and §1.9 test vectors."""
+"""The signature test vectors (docs/protocol.md, "Signature test vectors")."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ def test_private_channel_vector() -> None:
 
 
 def test_presence_channel_vector_recomputed() -> None:
-    # The Pusher docs print a digest for other channel_data; this one is recomputed (A §1.8).
+    # The Pusher docs print a digest for other channel_data; this one is recomputed
+    # (docs/protocol.md, "Signature test vectors").
     channel_data = '{"user_id":10,"user_info":{"name":"Mr. Channels"}}'
     auth = signatures.channel_auth(KEY, SECRET, "1234.1234", "presence-foobar", channel_data)
     assert auth == f"{KEY}:31935e7d86dba64c2a90aed31fdc61869f9b22ba9d8863bba239c03ca481bc80"

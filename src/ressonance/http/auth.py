@@ -1,4 +1,4 @@
-"""Authentication of HTTP API requests (PROTOCOL.md A §1.9, Part B item 7).
+"""Authentication of HTTP API requests (docs/protocol.md, "HTTP API authentication").
 
 ``auth_key`` must be the app's key, ``auth_timestamp`` within 600 s of the server clock,
 ``body_md5`` must match every non-empty body, and ``auth_signature`` is compared in constant time.

@@ -1,4 +1,4 @@
-"""Channel kinds and name rules (PROTOCOL.md A §1.6, Part B item 4).
+"""Channel kinds and name rules (docs/protocol.md, "Channel kinds and names").
 
 Prefixes are matched from the start of the name only; a name is at most 200 characters of
 ``A-Za-z0-9_-=@,.;``. ``#server-to-user-{id}`` is the reserved per-user channel.

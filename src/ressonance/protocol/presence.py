@@ -1,4 +1,4 @@
-"""Presence members and the first-socket / last-socket rules (PROTOCOL.md A §1.7, Part B item 5).
+"""Presence members and the first-socket / last-socket rules (docs/protocol.md, "Presence members").
 
 A user is a member while at least one of its sockets is subscribed: ``member_added`` goes out for
 its first socket only and ``member_removed`` after its last. Counts are of distinct users.

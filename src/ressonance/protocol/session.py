@@ -1,7 +1,8 @@
 """One connection's protocol state: it turns a client frame into one action for the node.
 
 Sans-I/O: the caller passes the frame text and ``now`` (seconds, monotonic), then applies the
-returned action (PROTOCOL.md A §1.3, §1.7, §1.8; Part B items 3-6). Nothing here writes a socket.
+returned action (docs/protocol.md, "Client frames", "Subscription errors", "Presence members",
+"Client event rules", "Signatures"). Nothing here writes a socket.
 """
 
 from __future__ import annotations
@@ -235,8 +236,9 @@ class Session:
 
 
 def _take(window: float, count: int, limit: int, now: float) -> tuple[float, int] | None:
-    """At most ``limit`` in each one-second window starting at ``window`` (Part B item 6);
-    ``limit`` 0 is unlimited. The window and count after one more, or None when over."""
+    """At most ``limit`` in each one-second window starting at ``window`` (docs/protocol.md,
+    "Client event rules"); ``limit`` 0 is unlimited. The window and count after one more, or
+    None when over."""
     if limit <= 0:
         return window, count
     if now - window >= 1.0:

@@ -1,4 +1,4 @@
-"""HMAC-SHA256 signatures of the Pusher protocol (PROTOCOL.md A §1.8, §1.9, §1.11).
+"""HMAC-SHA256 signatures of the Pusher protocol (docs/protocol.md, "Signatures").
 
 Every comparison is constant-time (:func:`hmac.compare_digest`).
 """
@@ -44,7 +44,7 @@ def body_md5(body: bytes) -> str:
 
 def api_string_to_sign(method: str, path: str, params: Iterable[tuple[str, str]]) -> str:
     """``METHOD\\nPATH\\nsorted_query``: keys lower-cased and sorted, values not escaped,
-    ``auth_signature`` left out (PROTOCOL.md A §1.9 "Authentication")."""
+    ``auth_signature`` left out (docs/protocol.md, "HTTP API authentication")."""
     pairs = sorted((k.lower(), v) for k, v in params if k.lower() != "auth_signature")
     query = "&".join(f"{k}={v}" for k, v in pairs)
     return f"{method.upper()}\n{path}\n{query}"
