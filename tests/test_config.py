@@ -6,6 +6,8 @@ import pytest
 
 from ressonance.config import DEV_APP, load
 from ressonance.errors import ConfigError
+from ressonance.models import App
+from ressonance.scaling.factory import ACCEPTED
 
 
 def test_defaults_start_the_development_app() -> None:
@@ -134,3 +136,53 @@ def test_replay_guard_is_off_by_default_and_set_from_file_or_environment(tmp_pat
     assert settings.replay_guard is True and settings.replay_guard_size == 9
     with pytest.raises(ConfigError, match="replay_guard_size"):
         load(env={"RESSONANCE_REPLAY_GUARD_SIZE": "0"})
+
+
+def test_duplicate_apps_are_refused_alike_at_load_and_by_the_store(tmp_path: Path) -> None:
+    """One rule (apps/static.py check_unique): ids are checked before keys, everywhere."""
+    from ressonance.apps.static import StaticAppStore
+
+    config = tmp_path / "dup.toml"
+    config.write_text(
+        '[[apps]]\nid="1"\nkey="k"\nsecret="s"\n'
+        '[[apps]]\nid="2"\nkey="k"\nsecret="t"\n'
+        '[[apps]]\nid="1"\nkey="j"\nsecret="u"\n'
+    )
+    with pytest.raises(ConfigError, match=r"^two apps share the id '1'$"):
+        load(env={}, config_file=config)
+    first = App(id="1", key="k", secret="s")
+    with pytest.raises(ConfigError, match=r"^two apps share the id '1'$"):
+        StaticAppStore([first, App(id="2", key="k", secret="t"), App(id="1", key="j", secret="u")])
+    with pytest.raises(ConfigError, match=r"^two apps share the key 'k'$"):
+        StaticAppStore([first, App(id="2", key="k", secret="t")])
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["memory", "redis://h:6379/0", "rediss://h", "unix:///r.sock", "nats://h:4222", "tls://h:4222"],
+)
+def test_config_accepts_the_broker_urls_make_broker_knows(url: str) -> None:
+    assert load(env={"RESSONANCE_BROKER": url}).broker == url
+
+
+def test_an_unknown_broker_is_refused_with_the_factory_message() -> None:
+    with pytest.raises(ConfigError) as info:
+        load(env={"RESSONANCE_BROKER": "amqp://h"})
+    assert str(info.value) == f"broker 'amqp://h' is not one of: {ACCEPTED}"
+
+
+def test_origins_from_a_list_or_a_string_are_normalised_alike(tmp_path: Path) -> None:
+    config = tmp_path / "origins.toml"
+    config.write_text(
+        '[[apps]]\nid="1"\nkey="k"\nsecret="s"\n'
+        'allowed_origins = [" HTTPS://A.example/ ", "", "https://b.example"]\n'
+    )
+    from_list = load(env={}, config_file=config).apps[0].allowed_origins
+    env = {
+        "RESSONANCE_APP_ID": "1",
+        "RESSONANCE_APP_KEY": "k",
+        "RESSONANCE_APP_SECRET": "s",
+        "RESSONANCE_APP_ALLOWED_ORIGINS": " HTTPS://A.example/ ,, https://b.example",
+    }
+    from_string = load(env=env).apps[0].allowed_origins
+    assert from_list == from_string == ("https://a.example", "https://b.example")

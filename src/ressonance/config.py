@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ressonance.apps.static import check_unique
 from ressonance.errors import ConfigError
 from ressonance.models import App
+from ressonance.scaling.factory import check_url as check_broker_url
 
 DEV_APP = App(id="100001", key="ressonance-dev-key", secret="ressonance-dev-secret")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -68,7 +70,6 @@ _POSITIVE = {
     "workers",
     "replay_guard_size",
 }
-BROKER_SCHEMES = ("redis://", "rediss://", "unix://", "nats://", "tls://")
 
 
 def _coerce(name: str, value: Any, kind: Any) -> Any:
@@ -97,10 +98,9 @@ def _coerce(name: str, value: Any, kind: Any) -> Any:
     elif kind in (str, "str"):
         if isinstance(value, str | int) and not isinstance(value, bool):
             return str(value)
-    elif isinstance(value, list):
-        return tuple(str(v).strip().rstrip("/").lower() for v in value if str(v).strip())
-    elif isinstance(value, str):
-        return tuple(v.strip().rstrip("/").lower() for v in value.split(",") if v.strip())
+    elif isinstance(value, list | str):  # origins: a TOML array or a comma-separated string
+        items = value.split(",") if isinstance(value, str) else value
+        return tuple(str(v).strip().rstrip("/").lower() for v in items if str(v).strip())
     raise ConfigError(f"{name}: {value!r} is not a valid {getattr(kind, '__name__', kind)}")
 
 
@@ -192,13 +192,7 @@ def _validate(values: dict[str, Any], apps: list[App]) -> Settings:
     if not 0 < clean.get("port", 6001) < 65536:
         raise ConfigError("port must be between 1 and 65535")
     _validate_cluster(clean)
-    for attr in ("id", "key"):
-        seen: set[str] = set()
-        for app in apps:
-            value = getattr(app, attr)
-            if value in seen:
-                raise ConfigError(f"two apps share the {attr} {value!r}")
-            seen.add(value)
+    check_unique(apps)
     dev = not apps
     return Settings(**clean, apps=tuple(apps) or (DEV_APP,), dev_app=dev)
 
@@ -206,11 +200,7 @@ def _validate(values: dict[str, Any], apps: list[App]) -> Settings:
 def _validate_cluster(clean: dict[str, Any]) -> None:
     """The broker URL, a node id (generated when not set) and the ``workers`` rule."""
     broker = clean.get("broker", "memory")
-    if broker != "memory" and not broker.startswith(BROKER_SCHEMES):
-        raise ConfigError(
-            f"broker {broker!r} is not one of: memory, redis://host:port/db, "
-            "rediss://…, unix:///path/redis.sock, nats://host:port, tls://host:port"
-        )
+    check_broker_url(broker)
     if clean.get("workers", 1) > 1 and broker == "memory":
         raise ConfigError(
             "workers > 1 needs a shared broker: with the in-memory broker each worker would "

@@ -8,19 +8,27 @@ from ressonance.errors import ConfigError
 from ressonance.models import App
 
 
+def check_unique(apps: Iterable[App]) -> None:
+    """Raises :class:`ConfigError` when two apps share an id (checked first) or a key; the
+    configuration checks it at load, the store again for apps given to it directly."""
+    apps = tuple(apps)
+    for attr in ("id", "key"):
+        seen: set[str] = set()
+        for app in apps:
+            value = getattr(app, attr)
+            if value in seen:
+                raise ConfigError(f"two apps share the {attr} {value!r}")
+            seen.add(value)
+
+
 class StaticAppStore:
     """An :class:`~ressonance.apps.base.AppStore` over a fixed list; ids and keys are unique."""
 
     def __init__(self, apps: Iterable[App]) -> None:
-        self._by_key: dict[str, App] = {}
-        self._by_id: dict[str, App] = {}
-        for app in apps:
-            if app.key in self._by_key:
-                raise ConfigError(f"two apps share the key {app.key!r}")
-            if app.id in self._by_id:
-                raise ConfigError(f"two apps share the id {app.id!r}")
-            self._by_key[app.key] = app
-            self._by_id[app.id] = app
+        apps = tuple(apps)
+        check_unique(apps)
+        self._by_key: dict[str, App] = {app.key: app for app in apps}
+        self._by_id: dict[str, App] = {app.id: app for app in apps}
 
     async def by_key(self, key: str) -> App | None:
         return self._by_key.get(key)
