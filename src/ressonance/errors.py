@@ -16,7 +16,8 @@ The tree, and what each class carries besides its message::
      └── FrameError             code, reason: the peer broke RFC 6455; close with code
                                 (ressonance.transport.frames)
 
-Codes and statuses: docs/protocol.md, "Close codes", and the Pusher documentation
+Codes and statuses: docs/protocol.md, "Error codes", "Close codes", "Subscription errors" and
+"HTTP API reference", and the Pusher documentation
 (https://pusher.com/docs/channels/library_auth_reference/pusher-websockets-protocol/ for the
 WebSocket protocol, https://pusher.com/docs/channels/library_auth_reference/rest-api/ for the
 HTTP API).
@@ -38,7 +39,7 @@ class PusherError(RessonanceError):
 
     The connection is then closed with the same code when the code is fatal
     (:func:`ressonance.protocol.codes.is_fatal`: every 4000-4299 condition is, 43xx never is;
-    docs/protocol.md, "Close codes").
+    docs/protocol.md, "Error codes").
     """
 
     def __init__(self, code: int, message: str) -> None:
@@ -49,7 +50,7 @@ class PusherError(RessonanceError):
 
 class SubscriptionError(RessonanceError):
     """A subscription was refused with ``pusher:subscription_error``; the socket stays open
-    (docs/protocol.md, Decisions)."""
+    (docs/protocol.md, "Subscription errors")."""
 
     def __init__(self, kind: str, message: str, status: int) -> None:
         super().__init__(message)

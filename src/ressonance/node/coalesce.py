@@ -6,7 +6,7 @@ of the tick: ``member_added`` for a user who was not a member before it, ``membe
 one who was and no longer is, nothing for one who left and came back with the same
 ``user_info`` (a page reload, a client resubscribing), and both (removed, then added) for one
 who came back with other ``user_info``. The joining socket is left out of what concerns its own
-user: its ``subscription_succeeded`` already says it (PROTOCOL.md A §1.7).
+user: its ``subscription_succeeded`` already says it (docs/protocol.md, "Presence members").
 
 The node must flush a channel's pending changes before it sends anyone a snapshot of the channel
 (``subscription_succeeded``) or another event on it, so that no subscriber sees a member twice

@@ -2,9 +2,9 @@
 
 Ranges tell pusher-js what to do next: 4000-4099 do not reconnect unchanged, 4100-4199 reconnect
 after a back-off, 4200-4299 reconnect at once, 4300-4399 are sent as ``pusher:error`` only and
-never used to close a socket ("Error Codes" in
-https://pusher.com/docs/channels/library_auth_reference/pusher-websockets-protocol/). Which code
-Ressonance sends when: docs/protocol.md, "Close codes".
+never used to close a socket (docs/protocol.md, "Error codes", and the public list in
+https://pusher.com/docs/channels/library_auth_reference/pusher-websockets-protocol/#error-codes).
+Which code Ressonance sends when: docs/protocol.md, "Close codes".
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """Parse client frames and encode server frames: one builder per kind of server frame, so that
-no other module spells a Pusher event name
-(https://pusher.com/docs/channels/library_auth_reference/pusher-websockets-protocol/).
+no other module spells a Pusher event name (docs/protocol.md, "Server events" and "Client
+frames"; https://pusher.com/docs/channels/library_auth_reference/pusher-websockets-protocol/).
 
 "Double encoding": the server always sends ``data`` as a JSON string for channel events; clients
 may send ``data`` as an object or as a JSON string, and both are accepted (docs/protocol.md,
-Decisions, "Messages").
+"Frames and encoding").
 """
 
 from __future__ import annotations
@@ -163,7 +163,7 @@ def error(code: int | None, message: str) -> str:
 
 def subscription_error(channel: str, kind: str, message: str, status: int) -> str:
     """``pusher:subscription_error``: the shape pusher-js passes to the channel and Echo's
-    ``.error()`` (docs/protocol.md, Decisions)."""
+    ``.error()`` (docs/protocol.md, "Subscription errors")."""
     return dumps(
         {
             "event": "pusher:subscription_error",
