@@ -212,7 +212,7 @@ def test_data_over_max_payload_kb_is_413(api: InProcessApi) -> None:
 def test_a_full_cluster_outbox_is_503_with_retry_after(api: InProcessApi) -> None:
     sock = api.connect()
     api.subscribe(sock, "news")
-    api.broker.full = True  # type: ignore[misc]
+    api.broker.full = True
     message = "The queue to the other nodes is full (cluster link down): retry later"
     for path, body in [(EVENTS, TRIGGER), (BATCH, {"batch": [TRIGGER]})]:
         reply = api.call("POST", path, body)
@@ -221,13 +221,13 @@ def test_a_full_cluster_outbox_is_503_with_retry_after(api: InProcessApi) -> Non
     assert sock.take() == []  # not delivered here either
     assert api.node.publishes_refused == 2
     assert api.call("GET", CHANNELS).status == 200  # reads still answer
-    api.broker.full = False  # type: ignore[misc]
+    api.broker.full = False
     assert api.call("POST", EVENTS, TRIGGER).status == 200
     assert sock.take() == [event_frame("news")]
 
 
 def test_a_bad_event_is_400_even_when_the_outbox_is_full(api: InProcessApi) -> None:
-    api.broker.full = True  # type: ignore[misc]
+    api.broker.full = True
     reply = api.call("POST", EVENTS, {"channel": "news", "data": "x"})
     assert (reply.status, reply.json) == (400, error(400, "name is required"))
 
