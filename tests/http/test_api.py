@@ -47,6 +47,20 @@ def test_ready_then_draining_is_503_with_the_reason(api: InProcessApi) -> None:
     assert (reply.status, reply.json) == (503, {"ready": False, "reasons": ["draining"]})
 
 
+def test_ready_is_503_once_the_broker_link_is_down_longer_than_node_timeout(
+    api: InProcessApi,
+) -> None:
+    api.node.link_changed(False)
+    api.clock.now += 10  # Node's default node_timeout
+    assert api.send(Request("GET", "/ready", "", {})).status == 200
+    api.clock.now += 1
+    reply = api.send(Request("GET", "/ready", "", {}))
+    assert (reply.status, reply.json) == (
+        503,
+        {"ready": False, "reasons": ["broker link down for 11 s"]},
+    )
+
+
 @pytest.mark.parametrize(
     "path", ["/nothing", "/apps/1/nothing-here", "/apps/1", "/apps/1/channels/a/b/c", "/app/key"]
 )

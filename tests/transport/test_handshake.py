@@ -23,11 +23,15 @@ HEADERS = {
 
 
 def upgrade_request(
-    method: str = "GET", path: str = "/app/app-key", query: str = "", **changes: str | None
+    method: str = "GET",
+    path: str = "/app/app-key",
+    query: str = "",
+    changes: dict[str, str | None] | None = None,
+    **header_changes: str | None,
 ) -> Request:
     """An upgrade request; ``changes`` replace headers (``sec_websocket_key=...``), None drops."""
     headers = dict(HEADERS)
-    for name, value in changes.items():
+    for name, value in {**(changes or {}), **header_changes}.items():
         name = name.replace("_", "-")
         if value is None:
             headers.pop(name, None)
@@ -85,7 +89,10 @@ def test_a_path_without_one_key_is_404(path: str) -> None:
     ],
 )
 def test_a_request_that_is_not_an_upgrade_is_426(changes: dict[str, str | None]) -> None:
-    assert refused(upgrade_request(**changes)) == (426, "This endpoint needs a WebSocket upgrade")
+    assert refused(upgrade_request(changes=changes)) == (
+        426,
+        "This endpoint needs a WebSocket upgrade",
+    )
 
 
 @pytest.mark.parametrize("version", [None, "8", "12", "14", "13, 8"])
@@ -116,10 +123,14 @@ def test_a_missing_or_invalid_key_is_400(key: str | None) -> None:
 
 def test_the_checks_run_in_order_method_path_upgrade_version_key() -> None:
     """A request wrong in every way gets the first refusal."""
-    bad = {"upgrade": None, "sec_websocket_version": None, "sec_websocket_key": None}
-    assert refused(upgrade_request("POST", "/app/", **bad))[0] == 405
-    assert refused(upgrade_request("GET", "/app/", **bad))[0] == 404
-    assert refused(upgrade_request("GET", "/app/k", **bad))[0] == 426
+    bad: dict[str, str | None] = {
+        "upgrade": None,
+        "sec_websocket_version": None,
+        "sec_websocket_key": None,
+    }
+    assert refused(upgrade_request("POST", "/app/", changes=bad))[0] == 405
+    assert refused(upgrade_request("GET", "/app/", changes=bad))[0] == 404
+    assert refused(upgrade_request("GET", "/app/k", changes=bad))[0] == 426
     assert refused(upgrade_request("GET", "/app/k", sec_websocket_key=None))[0] == 400
 
 
