@@ -1,4 +1,5 @@
-"""A signed Pusher HTTP API client (PROTOCOL.md A §1.9) built on http.client, for tests."""
+"""A signed Pusher HTTP API client (docs/protocol.md "HTTP API authentication") built on
+http.client, for tests."""
 
 from __future__ import annotations
 
