@@ -340,7 +340,9 @@ def main(argv: list[str] | None = None) -> int:
         servers = list(AB)
     if args.against == "soketi":
         if not soketi_available():
-            raise SystemExit(f"Soketi is not installed under {SOKETI_DIR}: see BENCHMARKS.md")
+            raise SystemExit(
+                f"Soketi is not installed under {SOKETI_DIR}: see docs/benchmarks-soketi.md"
+            )
         servers.append("soketi")
     loadgen.build()
     # SIGTERM unwinds like Ctrl-C, so the servers of the measurement in progress are killed

@@ -35,7 +35,8 @@ def sign(secret: str, string_to_sign: str) -> str:
 def channel_auth(
     app: dict[str, Any], socket_id: str, channel: str, channel_data: str | None = None
 ) -> str:
-    """``key:hex(HMAC_SHA256(secret, socket_id:channel[:channel_data]))`` (A §1.8)."""
+    """``key:hex(HMAC_SHA256(secret, socket_id:channel[:channel_data]))``
+    (docs/protocol.md, "Signatures")."""
     to_sign = (
         f"{socket_id}:{channel}"
         if channel_data is None
@@ -45,12 +46,14 @@ def channel_auth(
 
 
 def user_auth(app: dict[str, Any], socket_id: str, user_data: str) -> str:
-    """``key:hex(HMAC_SHA256(secret, socket_id::user::user_data))`` (A §1.8)."""
+    """``key:hex(HMAC_SHA256(secret, socket_id::user::user_data))``
+    (docs/protocol.md, "Signatures")."""
     return f"{app['key']}:{sign(app['secret'], f'{socket_id}::user::{user_data}')}"
 
 
 def decode(raw: str | bytes) -> dict[str, Any]:
-    """Parse a server frame; a JSON-string ``data`` is decoded too (double encoding, A §1.1)."""
+    """Parse a server frame; a JSON-string ``data`` is decoded too (double encoding:
+    docs/protocol.md, "Frames and encoding")."""
     frame: dict[str, Any] = json.loads(raw)
     data = frame.get("data")
     if isinstance(data, str):

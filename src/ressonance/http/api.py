@@ -1,4 +1,4 @@
-"""The Pusher HTTP API on the WebSocket port (PROTOCOL.md A §1.9, Part B item 7), plus
+"""The Pusher HTTP API on the WebSocket port (docs/protocol.md, "HTTP API reference"), plus
 ``GET /health`` and ``GET /ready``. Requests in, responses out: no socket here."""
 
 from __future__ import annotations
@@ -258,7 +258,8 @@ def _check_channel(name: Any) -> None:
 
 
 def _validate_event(app: App, body: dict[str, Any], names: Any) -> dict[str, Any]:
-    """Check one event of ``/events`` or ``/batch_events`` (Part B item 7)."""
+    """Check one event of ``/events`` or ``/batch_events`` (docs/protocol.md, "HTTP API
+    event validation")."""
     name = body.get("name")
     if not isinstance(name, str) or not name:
         raise HttpError(400, "name is required")

@@ -16,7 +16,7 @@ from ressonance.protocol import channels
 
 
 class ChannelStats:
-    """What the HTTP API reports of one channel (PROTOCOL.md A §1.9)."""
+    """What the HTTP API reports of one channel (docs/protocol.md, "HTTP API reference")."""
 
     __slots__ = ("subscription_count", "user_count")
 

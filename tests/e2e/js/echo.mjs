@@ -241,7 +241,7 @@ const scenarios = {
   },
 
   // .error(): the backend refuses (403, raised by pusher-js itself) and the backend answers with a
-  // bad signature (refused by Ressonance with pusher:subscription_error, Part B item 3).
+  // bad signature (refused by Ressonance with pusher:subscription_error, docs/protocol.md "Subscription errors").
   async error() {
     const auth = await startAuthServer(APP, USERS);
     const client = echoFor(auth, 1);

@@ -327,7 +327,7 @@ const scenarios = {
     return { user_id: userId, greet: greet.data, state_after: left.current, close_code: err.code };
   },
 
-  // Part B item 3: the server answers a bad signature with pusher:subscription_error on that
+  // docs/protocol.md "Subscription errors": the server answers a bad signature with pusher:subscription_error on that
   // channel; the socket stays open and other subscriptions still work.
   async bad_auth() {
     const wrong = serverSdk(APP, { secret: 'not-the-secret' });

@@ -30,7 +30,7 @@ function parsedData(frame) {
 }
 
 const scenarios = {
-  // protocol=5: pusher:error 4007, then the socket is closed with 4007 (Part B items 1, 2).
+  // protocol=5: pusher:error 4007, then the socket is closed with 4007 (docs/protocol.md, "Error codes", "Protocol version").
   async unsupported_protocol() {
     const conn = open('protocol=5&client=js&version=8.6.0&flash=false');
     const first = await conn.frames.next(() => true, 'the first frame');
@@ -43,7 +43,7 @@ const scenarios = {
     return { error: parsedData(first), close };
   },
 
-  // Part B items 1-2 on the wire: pusher:error {code} first, then a close with the same code,
+  // docs/protocol.md "Error codes" on the wire: pusher:error {code} first, then a close with the same code,
   // for an unknown key (4001), a disabled app (4003) and an app over its quota (4004).
   async refusals() {
     const query = 'protocol=7&client=js&version=8.6.0&flash=false';
@@ -69,7 +69,7 @@ const scenarios = {
     return out;
   },
 
-  // No protocol parameter: accepted like the hosted service does (Part B item 2).
+  // No protocol parameter: accepted like the hosted service does (docs/protocol.md, "Protocol version").
   async missing_protocol() {
     const conn = open(null);
     const first = await conn.frames.next(() => true, 'the first frame');
