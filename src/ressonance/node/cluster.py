@@ -12,31 +12,39 @@ leaves no ghosts (docs/cluster.md).
 Messages are numbered per sender; a gap (a message lost while the broker was down) makes the
 receiver ask the sender for its full state. So does a node heard from without its state (one
 dropped as silent that turns out alive, one whose state was lost): it is asked again with each
-of its heartbeats until its state comes. Pure bookkeeping: no I/O, the caller passes ``now``
-and sends :attr:`ClusterView.outbox`.
+of its heartbeats until its state comes. The messages are typed, and their wire form and
+versioning rules are in :mod:`ressonance.node.control`; the cache channels' events are kept in
+:mod:`ressonance.node.cache`. Pure bookkeeping: no I/O, the caller passes ``now`` and sends
+what :meth:`ClusterView.messages_to_send` returns.
 """
 
 from __future__ import annotations
 
-import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ressonance.node import control
+from ressonance.node.cache import CachedEvent, CacheStore
+from ressonance.node.control import Key
 from ressonance.protocol.presence import Member, PresenceRoster
 
+__all__ = [
+    "CachedEvent",
+    "ClusterView",
+    "CountChanged",
+    "Effect",
+    "Key",
+    "MemberAdded",
+    "MemberRemoved",
+    "Peer",
+    "Seen",
+    "SendState",
+    "Terminate",
+]
+
 log = logging.getLogger("ressonance.cluster")
-
-Key = tuple[str, str]  # (app id, channel)
-
-
-@dataclass(slots=True)
-class CachedEvent:
-    """The last event published on a cache channel (PROTOCOL.md A §1.7)."""
-
-    event: str
-    data: str
-    expires_at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,11 +92,22 @@ Effect = MemberAdded | MemberRemoved | CountChanged | Terminate | SendState | Se
 class Peer:
     """One node's share of the cluster, as last told (or this node's own, for ``local``)."""
 
-    __slots__ = ("conns", "counts", "last_seen", "members", "node_id", "region", "seq", "synced")
+    __slots__ = (
+        "conns",
+        "counts",
+        "last_seen",
+        "members",
+        "node_id",
+        "region",
+        "seq",
+        "synced",
+        "version",
+    )
 
     def __init__(self, node_id: str, now: float) -> None:
         self.node_id = node_id
         self.region = ""
+        self.version = control.VERSION  # of its last control message
         self.seq = 0
         self.synced = False  # its full state came
         self.last_seen = now
@@ -106,8 +125,8 @@ class ClusterView:
         self.local = Peer(node_id, now)
         self.peers: dict[str, Peer] = {}
         self.rosters: dict[Key, PresenceRoster] = {}
-        self.cache: dict[Key, CachedEvent] = {}
-        self.outbox: list[str] = []
+        self.cache = CacheStore()
+        self.outbox: list[str] = []  # wire payloads for the broker, oldest first
         self._remote_counts: dict[Key, int] = {}
         self._seq = 0
 
@@ -127,172 +146,137 @@ class ClusterView:
         return sum(peer.conns.get(app_id, 0) for peer in self.peers.values())
 
     def cached(self, app_id: str, channel: str, now: float) -> CachedEvent | None:
-        entry = self.cache.get((app_id, channel))
-        if entry is not None and entry.expires_at <= now:
-            del self.cache[(app_id, channel)]
-            return None
-        return entry
+        return self.cache.get((app_id, channel), now)
+
+    def messages_to_send(self) -> list[str]:
+        """The wire payloads to send to the other nodes, oldest first; empties the outbox."""
+        outbox, self.outbox = self.outbox, []
+        return outbox
 
     # this node's changes: applied here, told to the others -------------------------------
     def join(self, app_id: str, channel: str, socket_id: str, member: Member) -> bool:
         """A local socket joined a presence channel; True for the user's first in the cluster."""
         first = self._add(self.local, (app_id, channel), socket_id, member)
-        self._emit(
-            {
-                "t": "join",
-                "a": app_id,
-                "c": channel,
-                "i": socket_id,
-                "u": member.user_id,
-                "n": member.user_info,
-            }
-        )
+        self._emit(control.Join(app_id, channel, socket_id, member.user_id, member.user_info))
         return first
 
     def leave(self, app_id: str, channel: str, socket_id: str) -> str | None:
         """A local socket left a presence channel; the user id when it was the user's last
         socket in the cluster (→ ``member_removed``), else None."""
-        self._emit({"t": "leave", "a": app_id, "c": channel, "i": socket_id})
+        self._emit(control.Leave(app_id, channel, socket_id))
         return self._remove(self.local, (app_id, channel), socket_id)
 
     def counts(self, changed: dict[Key, int]) -> None:
         """This node's subscription counts of the changed channels (0: none left)."""
-        by_app: dict[str, dict[str, int]] = {}
-        for (app_id, channel), count in changed.items():
-            by_app.setdefault(app_id, {})[channel] = count
-        self._emit({"t": "counts", "c": by_app})
+        self._emit(control.Counts(changed))
 
     def remember(self, app_id: str, channel: str, event: CachedEvent, ttl: int) -> None:
         """Keep the last event of a cache channel here and on every other node."""
-        self.cache[(app_id, channel)] = event
-        message = {"t": "cache", "a": app_id, "c": channel, "e": event.event, "d": event.data}
-        self._emit({**message, "ttl": ttl})
+        self.cache.put((app_id, channel), event)
+        self._emit(control.Cache(app_id, channel, event.event, event.data, ttl))
 
     def terminate(self, app_id: str, user_id: str) -> None:
-        self._emit({"t": "term", "a": app_id, "u": user_id})
+        self._emit(control.Terminate(app_id, user_id))
 
     def seen(self, signatures: list[tuple[str, float]]) -> None:
         """Signed requests this node served (replay guard): one message per loop tick."""
-        self._emit({"t": "seen", "g": signatures})
+        self._emit(control.Seen([(bytes.fromhex(sig), expires) for sig, expires in signatures]))
 
     def hello(self, conns: dict[str, int], counts: dict[Key, int], now: float) -> None:
         """Announce this node (at start and after the broker's link came back): the others
         answer with their state, and get ours."""
-        self._emit({"t": "hello"})
+        self._emit(control.Hello())
         self.send_state(conns, counts, now)
 
     def heartbeat(self, conns: dict[str, int]) -> None:
-        self.outbox.append(_dump({"t": "hb", "s": self._seq, "r": self.region, "n": conns}))
+        # repeats the last sequence number: a receiver sees a gap after the last message
+        self.outbox.append(control.encode(control.Heartbeat(self.region, conns), self._seq))
 
     def bye(self) -> None:
-        self._emit({"t": "bye"})
+        self._emit(control.Bye())
 
     def send_state(self, conns: dict[str, int], counts: dict[Key, int], now: float) -> None:
-        members: dict[str, dict[str, dict[str, list[Any]]]] = {}
-        for (app_id, channel), sockets in self.local.members.items():
-            members.setdefault(app_id, {})[channel] = {
-                sid: [m.user_id, m.user_info] for sid, m in sockets.items()
-            }
-        by_app: dict[str, dict[str, int]] = {}
-        for (app_id, channel), count in counts.items():
-            by_app.setdefault(app_id, {})[channel] = count
-        cache = {
-            f"{a}\x1f{c}": [e.event, e.data, max(0.0, e.expires_at - now)]
-            for (a, c), e in self.cache.items()
-            if e.expires_at > now
-        }
-        self._emit(
-            {"t": "state", "r": self.region, "n": conns, "c": by_app, "m": members, "k": cache}
-        )
+        members = self.local.members
+        self._emit(control.State(self.region, conns, counts, members, self.cache.live(now)))
 
-    def _emit(self, message: dict[str, Any]) -> None:
+    def _emit(self, message: control.Message) -> None:
         self._seq += 1
-        message["s"] = self._seq
-        self.outbox.append(_dump(message))
+        self.outbox.append(control.encode(message, self._seq))
 
     # the others' messages ----------------------------------------------------------------
     def receive(self, origin: str, payload: str, now: float) -> list[Effect]:
-        """Apply a control message from node ``origin``; returns what the node must deliver."""
-        try:
-            message = json.loads(payload)
-            kind = message["t"]
-            seq = int(message["s"])
-        except (ValueError, KeyError, TypeError):
-            log.warning("ignored a malformed control message from node %s", origin)
+        """Apply a control message from node ``origin``; returns what the node must deliver.
+        A kind this node does not know is ignored, but its sequence number counts; a
+        malformed message is logged and ignored (:mod:`ressonance.node.control`)."""
+        seq, kind, message, error, version = control.decode(payload)
+        if seq < 0:
+            log.warning("ignored a malformed control message from node %s: %s", origin, error)
             return []
         peer = self.peers.get(origin)
         new = peer is None
         if peer is None:
             peer = self.peers[origin] = Peer(origin, now)
         peer.last_seen = now
-        if kind not in ("state", "hello", "bye"):  # a state follows a hello; bye needs none
-            expected = peer.seq if kind == "hb" else peer.seq + 1
-            if seq != expected or (not peer.synced and (new or kind == "hb")):
+        peer.version = version
+        numbering = control.numbering(kind)
+        if numbering != control.UNCHECKED:  # a state follows a hello; bye needs none
+            expected = peer.seq if numbering == control.REPEAT else peer.seq + 1
+            if seq != expected or (not peer.synced and (new or numbering == control.REPEAT)):
                 if new:  # dropped as silent while alive (stopped a while), or its hello lost
                     log.info("node %s is heard without its state: asking for it", origin)
-                self._emit({"t": "sync", "to": origin})  # ask for the whole picture
+                self._emit(control.Sync(origin))  # ask for the whole picture
         peer.seq = seq
-        handler = _HANDLERS.get(kind)
-        if handler is None:
-            return []
-        try:
-            return handler(self, peer, message, now)
-        except (ValueError, KeyError, TypeError, AttributeError, IndexError):
-            log.warning("ignored a malformed %r message from node %s", kind, origin)
-            return []
+        if message is None:
+            if error:
+                log.warning("ignored a malformed %r message from node %s: %s", kind, origin, error)
+            return []  # else a kind of a newer release
+        return _HANDLERS[type(message)](self, peer, message, now)
 
-    def _on_join(self, peer: Peer, m: dict[str, Any], now: float) -> list[Effect]:
-        key = (str(m["a"]), str(m["c"]))
-        member = Member(str(m["u"]), m.get("n"))
-        if self._add(peer, key, str(m["i"]), member):
-            return [MemberAdded(key[0], key[1], member)]
+    def _on_join(self, peer: Peer, m: control.Join, now: float) -> list[Effect]:
+        member = Member(m.user_id, m.user_info)
+        if self._add(peer, (m.app_id, m.channel), m.socket_id, member):
+            return [MemberAdded(m.app_id, m.channel, member)]
         return []
 
-    def _on_leave(self, peer: Peer, m: dict[str, Any], now: float) -> list[Effect]:
-        key = (str(m["a"]), str(m["c"]))
-        user_id = self._remove(peer, key, str(m["i"]))
-        return [MemberRemoved(key[0], key[1], user_id)] if user_id is not None else []
+    def _on_leave(self, peer: Peer, m: control.Leave, now: float) -> list[Effect]:
+        user_id = self._remove(peer, (m.app_id, m.channel), m.socket_id)
+        return [MemberRemoved(m.app_id, m.channel, user_id)] if user_id is not None else []
 
-    def _on_counts(self, peer: Peer, m: dict[str, Any], now: float) -> list[Effect]:
-        changed = {(a, ch): int(n) for a, chans in m["c"].items() for ch, n in chans.items()}
-        return self._set_counts(peer, changed)
+    def _on_counts(self, peer: Peer, m: control.Counts, now: float) -> list[Effect]:
+        return self._set_counts(peer, m.counts)
 
-    def _on_heartbeat(self, peer: Peer, m: dict[str, Any], now: float) -> list[Effect]:
-        peer.region = str(m.get("r", ""))
-        peer.conns = {str(a): int(n) for a, n in m.get("n", {}).items()}
+    def _on_heartbeat(self, peer: Peer, m: control.Heartbeat, now: float) -> list[Effect]:
+        peer.region = m.region
+        peer.conns = m.connections
         return []
 
-    def _on_cache(self, peer: Peer, m: dict[str, Any], now: float) -> list[Effect]:
-        expires = now + float(m.get("ttl", 0))
-        self.cache[(str(m["a"]), str(m["c"]))] = CachedEvent(str(m["e"]), str(m["d"]), expires)
+    def _on_cache(self, peer: Peer, m: control.Cache, now: float) -> list[Effect]:
+        self.cache.put((m.app_id, m.channel), CachedEvent(m.event, m.data, now + m.ttl))
         return []
 
-    def _on_term(self, peer: Peer, m: dict[str, Any], now: float) -> list[Effect]:
-        return [Terminate(str(m["a"]), str(m["u"]))]
+    def _on_term(self, peer: Peer, m: control.Terminate, now: float) -> list[Effect]:
+        return [Terminate(m.app_id, m.user_id)]
 
-    def _on_seen(self, peer: Peer, m: dict[str, Any], now: float) -> list[Effect]:
-        return [Seen([(bytes.fromhex(sig), float(expires)) for sig, expires in m["g"]])]
+    def _on_seen(self, peer: Peer, m: control.Seen, now: float) -> list[Effect]:
+        return [Seen(m.signatures)]
 
-    def _on_sync(self, peer: Peer, m: dict[str, Any], now: float) -> list[Effect]:
-        return [SendState()] if m.get("to") == self.node_id else []
+    def _on_sync(self, peer: Peer, m: control.Sync, now: float) -> list[Effect]:
+        return [SendState()] if m.to == self.node_id else []
 
-    def _on_hello(self, peer: Peer, m: dict[str, Any], now: float) -> list[Effect]:
+    def _on_hello(self, peer: Peer, m: control.Hello, now: float) -> list[Effect]:
         return [SendState()]
 
-    def _on_bye(self, peer: Peer, m: dict[str, Any], now: float) -> list[Effect]:
+    def _on_bye(self, peer: Peer, m: control.Bye, now: float) -> list[Effect]:
         return self.drop(peer.node_id)
 
-    def _on_state(self, peer: Peer, m: dict[str, Any], now: float) -> list[Effect]:
+    def _on_state(self, peer: Peer, m: control.State, now: float) -> list[Effect]:
         """Replace everything known of ``peer`` by its full state, with the effects of the
         difference (members that left or joined meanwhile, counts that moved)."""
-        self._on_heartbeat(peer, m, now)
+        peer.region = m.region
+        peer.conns = m.connections
         peer.synced = True
         effects: list[Effect] = []
-        wanted = {
-            (a, ch): {sid: Member(str(v[0]), v[1]) for sid, v in sockets.items()}
-            for a, chans in m.get("m", {}).items()
-            for ch, sockets in chans.items()
-        }
+        wanted = m.members
         for key, sockets in list(peer.members.items()):
             for sid in [s for s in sockets if s not in wanted.get(key, {})]:
                 user_id = self._remove(peer, key, sid)
@@ -302,14 +286,10 @@ class ClusterView:
             for sid, member in sockets.items():
                 if sid not in peer.members.get(key, {}) and self._add(peer, key, sid, member):
                     effects.append(MemberAdded(key[0], key[1], member))
-        counts = {(a, ch): int(n) for a, chans in m.get("c", {}).items() for ch, n in chans.items()}
+        counts = dict(m.counts)
         counts.update({key: 0 for key in peer.counts if key not in counts})
         effects.extend(self._set_counts(peer, counts))
-        for name, (event, data, ttl) in m.get("k", {}).items():
-            app_id, _, channel = name.partition("\x1f")
-            mine = self.cache.get((app_id, channel))
-            if mine is None or mine.expires_at < now + float(ttl):
-                self.cache[(app_id, channel)] = CachedEvent(event, data, now + float(ttl))
+        self.cache.merge(m.cache, now)
         return effects
 
     # liveness ----------------------------------------------------------------------------
@@ -318,8 +298,7 @@ class ClusterView:
         return [p.node_id for p in self.peers.values() if now - p.last_seen > timeout]
 
     def expire_cache(self, now: float) -> None:
-        for key in [k for k, e in self.cache.items() if e.expires_at <= now]:
-            del self.cache[key]
+        self.cache.expire(now)
 
     def drop(self, node_id: str) -> list[Effect]:
         """Forget a node: its members leave (``member_removed`` where it was a user's last
@@ -379,20 +358,22 @@ class ClusterView:
         return effects
 
 
-_HANDLERS = {
-    "join": ClusterView._on_join,
-    "leave": ClusterView._on_leave,
-    "counts": ClusterView._on_counts,
-    "hb": ClusterView._on_heartbeat,
-    "cache": ClusterView._on_cache,
-    "term": ClusterView._on_term,
-    "seen": ClusterView._on_seen,
-    "sync": ClusterView._on_sync,
-    "hello": ClusterView._on_hello,
-    "bye": ClusterView._on_bye,
-    "state": ClusterView._on_state,
+# each takes its own message class (Any: a Callable's argument cannot narrow per entry)
+Handler = Callable[[ClusterView, Peer, Any, float], list[Effect]]
+
+# message class → what applies it (the wire side of each kind is control.KINDS)
+_HANDLERS: dict[type[control.Message], Handler] = {
+    control.Join: ClusterView._on_join,
+    control.Leave: ClusterView._on_leave,
+    control.Counts: ClusterView._on_counts,
+    control.Heartbeat: ClusterView._on_heartbeat,
+    control.Cache: ClusterView._on_cache,
+    control.Terminate: ClusterView._on_term,
+    control.Seen: ClusterView._on_seen,
+    control.Sync: ClusterView._on_sync,
+    control.Hello: ClusterView._on_hello,
+    control.Bye: ClusterView._on_bye,
+    control.State: ClusterView._on_state,
 }
-
-
-def _dump(message: dict[str, Any]) -> str:
-    return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+if set(_HANDLERS) != {kind.cls for kind in control.KINDS}:
+    raise TypeError("every control message kind needs a handler in ClusterView")
