@@ -63,7 +63,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "transport": {"errors", "exchange", "faultlog", "protocol"},
     "scaling": {"errors", "faultlog"},
     "apps": {"errors", "models"},
-    "node": {"errors", "models", "protocol", "scaling", "apps"},
+    "node": {"errors", "models", "faultlog", "protocol", "scaling", "apps"},
     "http": {"errors", "exchange", "models", "protocol", "node", "apps"},
     "config": {"errors", "models", "apps", "scaling"},
     "reclaim": {"libc"},

@@ -20,12 +20,12 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from ressonance.apps.static import StaticAppStore
+from ressonance.exchange import Request, Response
 from ressonance.http.api import Api
 from ressonance.models import App
 from ressonance.node.node import Node
 from ressonance.protocol import signatures
 from ressonance.scaling.memory import MemoryBroker
-from ressonance.exchange import Request, Response
 from tests.fuzz.jsonish import json_text, odd_value, splice
 from tests.fuzz.wire import Recorder, strict_json
 

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from ressonance.node import queries
-from ressonance.node.node import STALLED, Node
+from ressonance.node.node import Node
+from ressonance.node.peers import STALLED
 from ressonance.scaling.memory import MemoryBroker, MemoryBus
 from tests.node.fakes import Clock, FakeSocket
 from tests.node.test_cluster import make_node
