@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ressonance.errors import PusherError
-from ressonance.protocol.codes import INVALID_MESSAGE as INVALID_MESSAGE  # also importable here
+from ressonance.protocol.codes import INVALID_MESSAGE
 
 MAX_DEPTH = 100  # nesting of arrays and objects accepted from clients (docs/security.md)
 _CONTAINERS = (dict, list)  # what json.loads nests (exact types: no subclasses come out of it)

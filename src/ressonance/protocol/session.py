@@ -123,7 +123,7 @@ class Session:
                 return self._signin(message.data_object())
             if event == "pusher:pong":
                 return None
-            raise PusherError(messages.INVALID_MESSAGE, f"Unsupported event: {event[:64]}")
+            raise PusherError(codes.INVALID_MESSAGE, f"Unsupported event: {event[:64]}")
         except PusherError as exc:
             return Fail(exc.code, exc.message)
 
