@@ -133,3 +133,20 @@ def test_baseline_must_be_a_git_revision() -> None:
         cwd=REPO, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert mixed.returncode == 2 and "not with --against" in mixed.stderr
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("path", ["http-publish", "client-event", "fanout-1k"])
+def test_instruction_count_driver_runs_each_path(path: str) -> None:
+    """bench/instructions.py's driver (run under valgrind there) on this tree, without
+    valgrind: each path's operations succeed (its asserts: a 200, deliveries made)."""
+    from bench.instructions import DRIVER
+
+    run = subprocess.run(
+        [sys.executable, "-c", DRIVER, path, "3"],
+        env=os.environ | {"PYTHONPATH": str(REPO / "src")},
+        capture_output=True,
+        text=True,
+        timeout=50,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
