@@ -15,7 +15,7 @@ from ressonance.protocol import channels, messages
 LARGE_CHANNEL = 100  # above this, subscription_count events are sent every few seconds
 
 Key = tuple[str, str]  # (app id, channel)
-Deliver = Callable[[str, str, str, str | None], None]  # app id, channel, message, exclude
+Deliver = Callable[[str, str, str, str | None], object]  # app id, channel, message, exclude
 
 
 class SubscriptionCounts:

@@ -28,7 +28,21 @@ class Socket(Protocol):
 class AppState:
     """Everything this node holds for one app."""
 
-    __slots__ = ("app", "channels", "sockets", "users", "watchers", "watching")
+    __slots__ = (
+        "app",
+        "bytes_sent",
+        "channels",
+        "errors",
+        "opened",
+        "received_api",
+        "received_client",
+        "sent",
+        "sockets",
+        "subscriptions",
+        "users",
+        "watchers",
+        "watching",
+    )
 
     def __init__(self, app: App) -> None:
         self.app = app
@@ -37,6 +51,15 @@ class AppState:
         self.users: dict[str, set[Socket]] = {}
         self.watchers: dict[str, set[Socket]] = {}  # watched user id -> sockets watching it
         self.watching: dict[str, tuple[str, ...]] = {}  # socket id -> its watchlist
+        # Counters since start, read by metrics at scrape time (plain ints: counted once per
+        # publish or change, never per socket write; docs/observability.md)
+        self.subscriptions = 0  # socket-channel pairs now
+        self.opened = 0  # connections opened
+        self.received_api = 0  # events published through the HTTP API, one per channel
+        self.received_client = 0  # client events
+        self.sent = 0  # frames delivered to subscribers (a fan-out to N counts N)
+        self.bytes_sent = 0  # ... and their bytes
+        self.errors: dict[int, int] = {}  # pusher:error code -> sent
 
     def watch(self, socket: Socket, user_ids: tuple[str, ...]) -> None:
         """Index ``socket`` as a watcher of each of ``user_ids`` (both ways, so that
@@ -65,6 +88,7 @@ class AppState:
         if subscribers is None:
             subscribers = self.channels[channel] = {}
         subscribers[socket.session.socket_id] = socket
+        self.subscriptions += 1
         return len(subscribers)
 
     def leave(self, channel: str, socket: Socket) -> int:
@@ -72,7 +96,8 @@ class AppState:
         subscribers = self.channels.get(channel)
         if subscribers is None:
             return 0
-        subscribers.pop(socket.session.socket_id, None)
+        if subscribers.pop(socket.session.socket_id, None) is not None:
+            self.subscriptions -= 1
         if not subscribers:
             del self.channels[channel]
             return 0

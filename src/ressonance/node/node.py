@@ -39,6 +39,7 @@ from ressonance.node.hub import AppState, Hub, Socket
 from ressonance.node.peers import ClusterLink
 from ressonance.node.replay import WINDOW, Claim, ReplayGuard
 from ressonance.node.schedule import soon
+from ressonance.node.stats import LatencyHistogram
 from ressonance.node.users import Users
 from ressonance.protocol import channels, codes, messages
 from ressonance.protocol.connection import check_protocol, new_socket_id
@@ -87,6 +88,10 @@ class Node:
         self.users = Users(self.hub, self.view, self._send, self.fail)
         self._presence = PresenceChanges()  # member events to send at the tick's end
         self._tick_pending = False
+        # publish accepted here -> its frame queued on this node's subscribers, observed after
+        # the loop tick's writes (docs/observability.md)
+        self.publish_latency = LatencyHistogram()
+        self._written: list[float] = []  # accept times of this tick's delivered publishes
 
     async def start(self) -> None:
         await self.broker.start(self)
@@ -121,7 +126,9 @@ class Node:
         """Register an admitted socket and send ``pusher:connection_established``."""
         session = Session(app, new_socket_id())
         socket.session = session
-        self.hub.state(app).sockets[session.socket_id] = socket
+        state = self.hub.state(app)
+        state.sockets[session.socket_id] = socket
+        state.opened += 1
         socket.send(
             text_frame(messages.connection_established(session.socket_id, self.activity_timeout))
         )
@@ -150,6 +157,8 @@ class Node:
             return
         state = self.hub.state(session.app)
         if isinstance(action, ClientEvent):
+            accepted = self.clock()
+            state.received_client += 1
             frame = messages.encode_client_event(
                 action.event, action.channel, action.data, action.user_id
             )
@@ -159,7 +168,7 @@ class Node:
                         state.app.id, action.channel, action.event, session.socket_id, len(frame)
                     )
                 )
-            self._fan_out(state.app.id, action.channel, frame, session.socket_id)
+            self._fan_out(state.app.id, action.channel, frame, session.socket_id, accepted)
         elif isinstance(action, Reply):
             socket.send(text_frame(action.frame))
         elif isinstance(action, Subscribe):
@@ -178,6 +187,9 @@ class Node:
         """``pusher:error``, then a close with the same code when it is fatal
         (docs/protocol.md, "Error codes")."""
         socket.send(text_frame(messages.error(code, message)))
+        state = self.hub.get(socket.session.app.id)
+        if state is not None:
+            state.errors[code] = state.errors.get(code, 0) + 1
         if self.events.listeners:
             session = socket.session
             self.events.emit(events.ErrorSent(session.app.id, session.socket_id, code, message))
@@ -327,43 +339,69 @@ class Node:
         self, app: App, channel: str, event: str, data: str, exclude: str | None = None
     ) -> None:
         """Publish an HTTP API event on ``channel`` cluster-wide; cache channels keep it."""
+        accepted = self.clock()
+        self.hub.state(app).received_api += 1
         if channels.kind_of(channel).cache:
             cached = CachedEvent(event, data, self.clock() + app.cache_ttl)
             self.view.remember(app.id, channel, cached, app.cache_ttl)
             self._send()
         if self.events.listeners:
             self.events.emit(events.MessagePublished(app.id, channel, event, len(data)))
-        self._fan_out(app.id, channel, messages.encode_event(event, channel, data), exclude)
+        frame = messages.encode_event(event, channel, data)
+        self._fan_out(app.id, channel, frame, exclude, accepted)
 
-    def _fan_out(self, app_id: str, channel: str, message: str, exclude: str | None) -> None:
+    def _fan_out(
+        self, app_id: str, channel: str, message: str, exclude: str | None, accepted: float
+    ) -> None:
         """Deliver here at once, and through the broker on every other node."""
-        self.deliver(app_id, channel, message, exclude)
+        if self._deliver_here(app_id, channel, message, exclude):
+            written = self._written
+            written.append(accepted)
+            if len(written) == 1:  # after Listener's flush, scheduled by the first send
+                soon(self._observe_written)
         self.broker.publish(app_id, channel, message, exclude)
+
+    def _observe_written(self) -> None:
+        written, self._written = self._written, []
+        now = self.clock()
+        observe = self.publish_latency.observe
+        for accepted in written:
+            observe(now - accepted)
 
     def deliver(self, app_id: str, channel: str, message: str, exclude: str | None) -> None:
         """Write ``message`` to this node's subscribers of ``channel``: encoded once, the same
         bytes queued on every socket (docs/design.md "Hot-path rules"), after the channel's
         member events of this tick (they happened first)."""
+        self._deliver_here(app_id, channel, message, exclude)
+
+    def _deliver_here(self, app_id: str, channel: str, message: str, exclude: str | None) -> int:
         if self._presence.pending:
             self._flush_presence(app_id, channel)
-        self._deliver(app_id, channel, message, exclude)
+        return self._deliver(app_id, channel, message, exclude)
 
-    def _deliver(self, app_id: str, channel: str, message: str, exclude: str | None) -> None:
+    def _deliver(self, app_id: str, channel: str, message: str, exclude: str | None) -> int:
+        """The number of sockets ``message`` was queued on (counted once per message)."""
         state = self.hub.get(app_id)
-        subscribers = state.channels.get(channel) if state is not None else None
+        if state is None:
+            return 0
+        subscribers = state.channels.get(channel)
         if not subscribers:
-            return
+            return 0
         frame = text_frame(message)
         if exclude is None:
             for socket in subscribers.values():
                 socket.send(frame)
+            sockets = len(subscribers)
         else:
             for socket_id, socket in subscribers.items():
                 if socket_id != exclude:
                     socket.send(frame)
-        if self.events.listeners:  # once per message, never per socket
             sockets = len(subscribers) - (exclude in subscribers)
+        state.sent += sockets
+        state.bytes_sent += sockets * len(frame)
+        if self.events.listeners:  # once per message, never per socket
             self.events.emit(events.Delivered(app_id, channel, sockets, len(frame)))
+        return sockets
 
     def housekeeping(self) -> None:
         """Periodic housekeeping: expired cache entries, pending counts of large channels."""
