@@ -2,7 +2,8 @@
 # System packages the test suite needs (Debian): Node.js + npm for the end-to-end tests with
 # pusher-js, laravel-echo and the pusher Node SDK; redis-server and nats-server for the broker
 # contract and cluster tests (private servers on free ports); nginx for the proxy tests; gcc
-# for the benchmark's load generator (tests/test_bench_smoke.py).
+# for the benchmark's load generator (tests/test_bench_smoke.py); chromium for the dashboard's
+# browser tests (tests/dashboard, driven by Playwright with executable_path=/usr/bin/chromium).
 # Installs only what is missing.
 set -euo pipefail
 # has BINARY: on PATH or in the system directories (/usr/sbin may not be on PATH)
@@ -21,6 +22,7 @@ has redis-server || missing+=(redis-server)
 has nats-server || missing+=(nats-server)
 has nginx || missing+=(nginx)
 has gcc || missing+=(gcc)  # bench/loadgen.c, built by the bench smoke tests
+has chromium || missing+=(chromium)  # tests/dashboard: a real headless browser
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "install-test-deps: missing ${missing[*]}; run as root or install them" >&2
