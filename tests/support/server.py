@@ -76,6 +76,8 @@ class RunningServer:
     process: subprocess.Popen[bytes]
     log_path: Path
     extra: dict[str, Any] = field(default_factory=dict)
+    admin_port: int | None = None  # the admin listener, when the settings name one
+    admin_token: str | None = None
 
     @property
     def app(self) -> dict[str, Any]:
@@ -84,6 +86,11 @@ class RunningServer:
     @property
     def http_url(self) -> str:
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def admin_url(self) -> str:
+        assert self.admin_port, "started without admin_port in its settings"
+        return f"http://{self.host}:{self.admin_port}"
 
     def ws_url(
         self, key: str | None = None, query: str = "protocol=7&client=js&version=8.4.0"
@@ -133,6 +140,8 @@ def run_server(
     with log_path.open("wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=full_env)
     server = RunningServer("127.0.0.1", port, apps, proc, log_path)
+    server.admin_port = (settings or {}).get("admin_port")
+    server.admin_token = (settings or {}).get("admin_token")
     try:
         _wait_healthy(server, startup_timeout)
         yield server
