@@ -1,6 +1,7 @@
 """The control messages' schema (node/control.py): every kind round-trips, the wire form is the
-previous release's (plus ``"v": 1``) so both releases run side by side in a rolling upgrade,
-and what a newer release or a broken sender might send is ignored the documented way."""
+previous release's (plus ``"v"`` and version 2's optional keys) so both releases run side by
+side in a rolling upgrade, and what a newer release or a broken sender might send is ignored
+the documented way."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from ressonance.node.cluster import (
     CachedEvent,
     ClusterView,
     CountChanged,
+    DebugEntry,
+    DebugWatch,
     MemberAdded,
     MemberRemoved,
     Seen,
@@ -37,6 +40,7 @@ SAMPLES: list[control.Message] = [
     control.Hello(),
     control.Heartbeat("eu", {"1": 3}),
     control.Heartbeat(),
+    control.Heartbeat("eu", {"1": 3}, {"cpu": 12.5, "rss": 1e8, "draining": 0.0}),
     control.Bye(),
     control.Sync("n2"),
     control.State(
@@ -47,6 +51,11 @@ SAMPLES: list[control.Message] = [
         {("1", "cache-x"): control.CacheEntry("tick", '{"p":1}', 29.0)},
     ),
     control.State(),
+    control.State(stats={"uptime": 3.0}),
+    control.Watch("1", 30.0),
+    control.Debug("1", "api_message", 1.7e9, "news", None, "e", '{"p":1}', dropped=3),
+    control.Debug("1", "error", 1.7e9, None, "1.2", None, None, 4009, "Connection is unauthorized"),
+    control.Debug("1", "connection", 1.7e9),
 ]
 
 # What the previous release's ClusterView wrote for these calls (captured from it), in order:
@@ -91,7 +100,7 @@ def test_every_kind_round_trips() -> None:
     assert {type(m) for m in SAMPLES} == {kind.cls for kind in control.KINDS}
     for message in SAMPLES:
         seq, kind, decoded, error, version = control.decode(control.encode(message, 7))
-        assert (seq, decoded, error, version) == (7, message, "", 1)
+        assert (seq, decoded, error, version) == (7, message, "", control.VERSION)
         assert kind == next(k.tag for k in control.KINDS if k.cls is type(message))
 
 
@@ -99,9 +108,10 @@ def test_the_wire_form_is_the_previous_releases_plus_the_version() -> None:
     sent = drive(ClusterView("n1", "eu", 0.0))
     assert len(sent) == len(PREVIOUS_RELEASE)
     for new, old in zip(sent, PREVIOUS_RELEASE, strict=True):
-        assert json.loads(new) == {**json.loads(old), "v": 1}
-        if json.loads(old)["t"] != "hb":  # the heartbeat had "s" first: same object
-            assert new == old[:-1] + ',"v":1}'
+        added = {"x": {}} if json.loads(old)["t"] in ("hb", "state") else {}  # stats (v2)
+        assert json.loads(new) == {**json.loads(old), **added, "v": control.VERSION}
+        if not added:
+            assert new == old[:-1] + f',"v":{control.VERSION}}}'
     join, hb, state = control.decode(sent[0]), control.decode(sent[7]), control.decode(sent[9])
     assert join.message == control.Join("1", "presence-r", "1.2", "alice", {"name": "Ä"})
     assert hb.message == control.Heartbeat("eu", {"1": 3})
@@ -116,7 +126,8 @@ def test_the_previous_releases_messages_are_read_as_version_1() -> None:
         assert envelope.version == 1
         assert json.loads(control.encode(envelope.message, envelope.seq)) == {
             **json.loads(payload),
-            "v": 1,
+            **({"x": {}} if envelope.kind in ("hb", "state") else {}),
+            "v": control.VERSION,
         }
 
 
@@ -329,3 +340,116 @@ def test_decoding_never_raises_and_what_decodes_encodes_the_same(payload: str) -
     assert again.message == envelope.message
     view = ClusterView("n1")
     view.receive("n2", payload, 1.0)  # applying whatever decoded does not raise either
+
+
+# version 2: the debug console's kinds and the nodes' stats ----------------------------------
+def debug(seq: int, **extra: Any) -> str:
+    return json.dumps({"t": "debug", "s": seq, "a": "1", "k": "occupied", "w": 5.0, **extra})
+
+
+def test_a_lost_debug_entry_asks_no_one_for_a_state() -> None:
+    n2 = ClusterView("n2")
+    n2.join("1", "presence-r", "a", Member("a", None))  # 1
+    n2.debug(control.Debug("1", "subscribed", 5.0, "presence-r", "a"))  # aside: repeats 1
+    n2.debug(control.Debug("1", "occupied", 5.0, "presence-r"))  # lost below
+    n2.join("1", "presence-r", "b", Member("b", None))  # 2
+    join1, debug1, _lost, join2 = n2.messages_to_send()
+    assert [control.decode(p).seq for p in (join1, debug1, _lost, join2)] == [1, 1, 1, 2]
+    assert control.numbering("debug") == control.ASIDE
+    view = synced_view()  # n2's hello and state were 1 and 2 there: renumber
+    view.peers["n2"].seq = 0
+    view.receive("n2", join1, 1.0)
+    (effect,) = view.receive("n2", debug1, 1.0)
+    assert isinstance(effect, DebugEntry) and effect.node_id == "n2"
+    assert effect.entry == control.Debug("1", "subscribed", 5.0, "presence-r", "a")
+    view.receive("n2", join2, 1.0)
+    assert sent(view) == []  # the lost entry is no gap
+    assert view.peers["n2"].seq == 2
+
+
+def test_a_debug_entry_neither_checks_nor_moves_the_number() -> None:
+    view = synced_view()
+    assert view.receive("n2", debug(9), 1.0) != []  # out of step: not checked
+    assert view.peers["n2"].seq == 2
+    assert view.receive("n2", join(3, "a"), 1.0) != []
+    assert sent(view) == []
+
+
+def test_watch_takes_the_next_number_and_goes_to_every_release() -> None:
+    view = ClusterView("n1")
+    view.watch("1", 30.0)
+    view.terminate("1", "u")
+    watch, term = view.messages_to_send()
+    assert json.loads(watch) == {"t": "watch", "a": "1", "ttl": 30.0, "s": 1, "v": 2}
+    assert control.decode(term).seq == 2
+    assert control.numbering("watch") == control.NEXT
+    other = synced_view()
+    assert other.receive("n2", '{"t":"watch","s":3,"a":"1","ttl":30}', 1.0) == [DebugWatch("1", 30)]
+    assert sent(other) == []
+
+
+def test_debug_entries_go_out_only_while_every_node_reads_version_2() -> None:
+    view = ClusterView("n1")
+    assert view.forwardable()  # alone
+    view.receive("n2", '{"t":"hb","s":0,"v":2}', 1.0)
+    assert view.forwardable()
+    view.receive("n3", '{"t":"hb","s":0}', 1.0)  # a release before version 2
+    assert not view.forwardable()
+    view.drop("n3")
+    assert view.forwardable()
+
+
+def test_watch_and_debug_of_a_newer_release_are_read_by_the_rules() -> None:
+    view = synced_view()
+    effects = view.receive("n2", debug(2, v=3, k="presence", q=[1], c=None, o=None), 1.0)
+    assert effects == [DebugEntry("n2", control.Debug("1", "presence", 5.0))]
+    newer_watch = '{"t":"watch","s":3,"v":3,"a":"1","ttl":10,"scope":{"channels":["x"]}}'
+    assert view.receive("n2", newer_watch, 1.0) == [DebugWatch("1", 10)]
+    assert view.receive("n2", '{"t":"dbg2","s":4,"a":"1"}', 1.0) == []  # a newer kind
+    assert view.receive("n2", join(5, "a"), 1.0) != []
+    assert sent(view) == []
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        '{"t":"watch","s":3,"a":"1"}',  # no ttl
+        '{"t":"watch","s":3,"a":"1","ttl":"30"}',
+        '{"t":"debug","s":2,"a":"1","w":5}',  # no kind
+        '{"t":"debug","s":2,"a":"1","k":"error","w":5,"o":"4009"}',
+        '{"t":"debug","s":2,"a":"1","k":"error","w":5,"x":1.5}',
+    ],
+)
+def test_a_malformed_watch_or_debug_is_ignored(
+    payload: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    view = synced_view()
+    with caplog.at_level(logging.WARNING, "ressonance.cluster"):
+        assert view.receive("n2", payload, 1.0) == []
+    assert "ignored a malformed" in caplog.text
+
+
+def test_heartbeat_stats_are_sent_kept_and_read_by_either_release() -> None:
+    n2 = ClusterView("n2")
+    n2.heartbeat({"1": 3}, {"cpu": 1.5, "messages_in": 10})
+    (hb,) = n2.messages_to_send()
+    assert json.loads(hb)["x"] == {"cpu": 1.5, "messages_in": 10}
+    assert n2.local.stats == {"cpu": 1.5, "messages_in": 10}
+    n2.heartbeat({"1": 3})  # no new stats: the last ones again
+    assert json.loads(n2.messages_to_send()[0])["x"] == {"cpu": 1.5, "messages_in": 10}
+    n2.send_state({}, {}, 0.0)
+    assert json.loads(n2.messages_to_send()[0])["x"] == {"cpu": 1.5, "messages_in": 10}
+    view = synced_view()
+    view.receive("n2", hb.replace('"s":0', '"s":2'), 1.0)
+    assert view.peers["n2"].stats == {"cpu": 1.5, "messages_in": 10.0}
+    # a heartbeat of the release before (no "x"): no stats, nothing else changes
+    view.receive("n2", '{"t":"hb","s":2,"r":"eu","n":{"1":4}}', 2.0)
+    assert view.peers["n2"].stats == {} and view.remote_connections("1") == 4
+    # stats a newer release adds that are no numbers are skipped, not the heartbeat
+    odd = '{"t":"hb","s":2,"n":{"1":5},"x":{"cpu":2,"up":true,"name":"x","big":1e400}}'
+    view.receive("n2", odd, 3.0)
+    assert view.peers["n2"].stats == {"cpu": 2.0, "up": 1.0, "big": float("inf")}
+    assert view.remote_connections("1") == 5 and sent(view) == []
+    state = '{"t":"state","s":3,"x":{"uptime":9}}'
+    view.receive("n2", state, 4.0)
+    assert view.peers["n2"].stats == {"uptime": 9.0}

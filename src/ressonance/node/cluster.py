@@ -34,6 +34,8 @@ __all__ = [
     "CachedEvent",
     "ClusterView",
     "CountChanged",
+    "DebugEntry",
+    "DebugWatch",
     "Effect",
     "Key",
     "MemberAdded",
@@ -86,7 +88,33 @@ class Seen:
     signatures: list[tuple[bytes, float]]
 
 
-Effect = MemberAdded | MemberRemoved | CountChanged | Terminate | SendState | Seen
+@dataclass(frozen=True, slots=True)
+class DebugWatch:
+    """A debug console viewer on another node watches ``app_id`` for ``ttl`` seconds more:
+    forward this node's debug entries of it (:mod:`ressonance.node.debug`)."""
+
+    app_id: str
+    ttl: float
+
+
+@dataclass(frozen=True, slots=True)
+class DebugEntry:
+    """A debug entry of node ``node_id``, for the viewers on this node."""
+
+    node_id: str
+    entry: control.Debug
+
+
+Effect = (
+    MemberAdded
+    | MemberRemoved
+    | CountChanged
+    | Terminate
+    | SendState
+    | Seen
+    | DebugWatch
+    | DebugEntry
+)
 
 
 class Peer:
@@ -100,6 +128,7 @@ class Peer:
         "node_id",
         "region",
         "seq",
+        "stats",
         "synced",
         "version",
     )
@@ -114,6 +143,7 @@ class Peer:
         self.conns: dict[str, int] = {}
         self.counts: dict[Key, int] = {}
         self.members: dict[Key, dict[str, Member]] = {}
+        self.stats: dict[str, float] = {}  # as its last heartbeat or state carried them
 
 
 class ClusterView:
@@ -188,16 +218,36 @@ class ClusterView:
         self._emit(control.Hello())
         self.send_state(conns, counts, now)
 
-    def heartbeat(self, conns: dict[str, int]) -> None:
+    def heartbeat(self, conns: dict[str, int], stats: dict[str, float] | None = None) -> None:
+        """Tell the others this node lives, with its connections and its ``stats`` (kept as
+        ``local.stats``, and sent again with each state)."""
+        if stats is not None:
+            self.local.stats = stats
+        message = control.Heartbeat(self.region, conns, self.local.stats)
         # repeats the last sequence number: a receiver sees a gap after the last message
-        self.outbox.append(control.encode(control.Heartbeat(self.region, conns), self._seq))
+        self.outbox.append(control.encode(message, self._seq))
+
+    def watch(self, app_id: str, ttl: float) -> None:
+        """A debug console viewer here watches ``app_id``: the others forward its entries for
+        ``ttl`` seconds."""
+        self._emit(control.Watch(app_id, ttl))
+
+    def forwardable(self) -> bool:
+        """Whether debug entries may go out: every node known reads version 2 (an older one
+        would take their numbering for a lost message, :mod:`ressonance.node.control`)."""
+        return all(peer.version >= 2 for peer in self.peers.values())
+
+    def debug(self, entry: control.Debug) -> None:
+        """Forward a debug entry to the viewers on other nodes (after :meth:`forwardable`):
+        numbered aside, so that its loss asks no one for a state."""
+        self.outbox.append(control.encode(entry, self._seq))
 
     def bye(self) -> None:
         self._emit(control.Bye())
 
     def send_state(self, conns: dict[str, int], counts: dict[Key, int], now: float) -> None:
-        members = self.local.members
-        self._emit(control.State(self.region, conns, counts, members, self.cache.live(now)))
+        members, stats = self.local.members, self.local.stats
+        self._emit(control.State(self.region, conns, counts, members, self.cache.live(now), stats))
 
     def _emit(self, message: control.Message) -> None:
         self._seq += 1
@@ -219,6 +269,8 @@ class ClusterView:
         peer.last_seen = now
         peer.version = version
         numbering = control.numbering(kind)
+        if numbering == control.ASIDE:  # a debug entry: neither checked nor counted
+            return self._apply(peer, kind, message, error, now)
         if numbering != control.UNCHECKED:  # a state follows a hello; bye needs none
             expected = peer.seq if numbering == control.REPEAT else peer.seq + 1
             if seq != expected or (not peer.synced and (new or numbering == control.REPEAT)):
@@ -226,9 +278,16 @@ class ClusterView:
                     log.info("node %s is heard without its state: asking for it", origin)
                 self._emit(control.Sync(origin))  # ask for the whole picture
         peer.seq = seq
+        return self._apply(peer, kind, message, error, now)
+
+    def _apply(
+        self, peer: Peer, kind: str, message: control.Message | None, error: str, now: float
+    ) -> list[Effect]:
         if message is None:
             if error:
-                log.warning("ignored a malformed %r message from node %s: %s", kind, origin, error)
+                log.warning(
+                    "ignored a malformed %r message from node %s: %s", kind, peer.node_id, error
+                )
             return []  # else a kind of a newer release
         return _HANDLERS[type(message)](self, peer, message, now)
 
@@ -248,7 +307,14 @@ class ClusterView:
     def _on_heartbeat(self, peer: Peer, m: control.Heartbeat, now: float) -> list[Effect]:
         peer.region = m.region
         peer.conns = m.connections
+        peer.stats = m.stats
         return []
+
+    def _on_watch(self, peer: Peer, m: control.Watch, now: float) -> list[Effect]:
+        return [DebugWatch(m.app_id, m.ttl)]
+
+    def _on_debug(self, peer: Peer, m: control.Debug, now: float) -> list[Effect]:
+        return [DebugEntry(peer.node_id, m)]
 
     def _on_cache(self, peer: Peer, m: control.Cache, now: float) -> list[Effect]:
         self.cache.put((m.app_id, m.channel), CachedEvent(m.event, m.data, now + m.ttl))
@@ -274,6 +340,7 @@ class ClusterView:
         difference (members that left or joined meanwhile, counts that moved)."""
         peer.region = m.region
         peer.conns = m.connections
+        peer.stats = m.stats
         peer.synced = True
         effects: list[Effect] = []
         wanted = m.members
@@ -374,6 +441,8 @@ _HANDLERS: dict[type[control.Message], Handler] = {
     control.Hello: ClusterView._on_hello,
     control.Bye: ClusterView._on_bye,
     control.State: ClusterView._on_state,
+    control.Watch: ClusterView._on_watch,
+    control.Debug: ClusterView._on_debug,
 }
 if set(_HANDLERS) != {kind.cls for kind in control.KINDS}:
     raise TypeError("every control message kind needs a handler in ClusterView")

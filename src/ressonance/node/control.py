@@ -7,8 +7,23 @@ releases understand each other during a rolling upgrade::
 
     {"t":"join","a":"1","c":"presence-room","i":"1.2","u":"alice","n":{"name":"A"},"s":7,"v":1}
 
-``t`` is the kind, ``s`` the sender's sequence number, ``v`` the protocol version (1; a message
-without ``v`` is version 1), the other keys the fields of the kind (:data:`KINDS`).
+``t`` is the kind, ``s`` the sender's sequence number, ``v`` the protocol version (:data:`VERSION`;
+a message without ``v`` is version 1), the other keys the fields of the kind (:data:`KINDS`).
+
+Version 2 adds the debug console's kinds and the nodes' stats (docs/cluster.md, "The debug
+console"): ``watch`` (a viewer on the sender watches an app), ``debug`` (one debug entry of a
+watched app, forwarded to the viewer's node), and an optional ``x`` (stats) in ``hb`` and
+``state``. A lost debug entry must not make anyone ask for the sender's full state: it is a
+best-effort stream, bounded and counted as dropped, and a resync for it would cost every node a
+``state`` for nothing. Neither :data:`NEXT` nor :data:`UNCHECKED` gives that: both take a
+number, so losing one shows as a gap at the sender's next ``join``. ``debug`` is therefore
+numbered :data:`ASIDE`: it repeats the last number taken, as a heartbeat does, and no one checks
+it or counts it. A release before version 2 would take it for a gap (it numbers an unknown kind
+as :data:`NEXT`), so a node forwards debug entries only while every node it knows sends version
+2 or later (:meth:`~ressonance.node.cluster.ClusterView.forwardable`); during a rolling upgrade
+the console shows each node's own entries only. ``watch`` is rare (every ten seconds while a
+viewer watches) and harmless to skip, so it takes the next number like ``join`` and goes to
+every release.
 
 Versioning rules, so that a node can read messages of a newer release (docs/cluster.md,
 "Control messages and rolling upgrades"):
@@ -39,7 +54,8 @@ from typing import Any, NamedTuple
 
 from ressonance.protocol.presence import Member
 
-VERSION = 1
+VERSION = 2
+FIRST_VERSION = 1  # of a message without ``v``
 
 Key = tuple[str, str]  # (app id, channel)
 
@@ -47,6 +63,7 @@ Key = tuple[str, str]  # (app id, channel)
 NEXT = "next"  # takes the next number; a receiver that missed one asks for the sender's state
 REPEAT = "repeat"  # repeats the last number taken (heartbeat): shows a gap after the last message
 UNCHECKED = "unchecked"  # takes the next number, checked by no one: starts or ends a picture
+ASIDE = "aside"  # repeats the last number, checked and counted by no one: loss is not a gap (v2)
 
 
 class CacheEntry(NamedTuple):
@@ -118,10 +135,12 @@ class Hello:
 
 @dataclass(frozen=True, slots=True)
 class Heartbeat:
-    """Every second: the sender lives, with its connections per app."""
+    """Every second: the sender lives, with its connections per app and its stats (version 2:
+    messages in and out, errors, cpu, rss, ... for the dashboard's nodes table)."""
 
     region: str = ""
     connections: dict[str, int] = field(default_factory=dict)
+    stats: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,9 +164,51 @@ class State:
     counts: dict[Key, int] = field(default_factory=dict)
     members: dict[Key, dict[str, Member]] = field(default_factory=dict)  # socket id → member
     cache: dict[Key, CacheEntry] = field(default_factory=dict)
+    stats: dict[str, float] = field(default_factory=dict)
 
 
-Message = Join | Leave | Counts | Cache | Terminate | Seen | Hello | Heartbeat | Bye | Sync | State
+@dataclass(frozen=True, slots=True)
+class Watch:
+    """A debug console viewer on the sender watches ``app_id``: forward its debug entries for
+    ``ttl`` seconds (version 2; renewed every ten seconds while the viewer stays)."""
+
+    app_id: str
+    ttl: float
+
+
+@dataclass(frozen=True, slots=True)
+class Debug:
+    """One debug entry of ``app_id`` on the sender, for a viewer on another node (version 2).
+    ``at``: the sender's wall clock (Unix seconds); ``dropped``: the sender's entries of this
+    app lost to its rate limit since the last one it forwarded."""
+
+    app_id: str
+    kind: str
+    at: float
+    channel: str | None = None
+    socket_id: str | None = None
+    event: str | None = None
+    data: str | None = None
+    code: int | None = None
+    message: str | None = None
+    dropped: int = 0
+
+
+Message = (
+    Join
+    | Leave
+    | Counts
+    | Cache
+    | Terminate
+    | Seen
+    | Hello
+    | Heartbeat
+    | Bye
+    | Sync
+    | State
+    | Watch
+    | Debug
+)
 
 
 # field codecs: Python value → JSON value, and back (raising ValueError or TypeError) -------
@@ -183,6 +244,27 @@ def _list(value: Any, length: int) -> list[Any]:
 
 def _any(value: Any) -> Any:
     return value
+
+
+def _optional_str(value: Any) -> str | None:
+    return None if value is None else _str(value)
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else _int(value)
+
+
+def _stats_in(value: Any) -> dict[str, float]:
+    """Stats by name; a value that is not a number is skipped (a newer release may add kinds
+    of stats: they must not make the heartbeat malformed)."""
+    stats: dict[str, float] = {}
+    for name, n in _object(value).items():
+        if type(n) in (int, float, bool):
+            try:
+                stats[name] = float(n)
+            except OverflowError:  # an integer past a float's range
+                continue
+    return stats
 
 
 def _connections_in(value: Any) -> dict[str, int]:
@@ -265,6 +347,10 @@ STR = Codec(None, _str)
 ANY = Codec(None, _any)
 NUMBER = Codec(None, _number)
 CONNECTIONS = Codec(None, _connections_in)
+STATS = Codec(None, _stats_in)
+INT = Codec(None, _int)
+OPTIONAL_STR = Codec(None, _optional_str)
+OPTIONAL_INT = Codec(None, _optional_int)
 COUNTS = Codec(_counts_out, _counts_in)
 SIGNATURES = Codec(_signatures_out, _signatures_in)
 MEMBERS = Codec(_members_out, _members_in)
@@ -290,6 +376,7 @@ _CHANNEL = Field("channel", "c", STR)
 _SOCKET = Field("socket_id", "i", STR)
 _REGION = Field("region", "r", STR, required=False)
 _CONNECTIONS = Field("connections", "n", CONNECTIONS, required=False)
+_STATS = Field("stats", "x", STATS, required=False)
 
 # THE table: kind tag ↔ class ↔ numbering ↔ field ↔ wire key
 KINDS: tuple[Kind, ...] = (
@@ -322,7 +409,7 @@ KINDS: tuple[Kind, ...] = (
     Kind("term", Terminate, NEXT, (_APP, Field("user_id", "u", STR))),
     Kind("seen", Seen, NEXT, (Field("signatures", "g", SIGNATURES),)),
     Kind("hello", Hello, UNCHECKED, ()),
-    Kind("hb", Heartbeat, REPEAT, (_REGION, _CONNECTIONS)),
+    Kind("hb", Heartbeat, REPEAT, (_REGION, _CONNECTIONS, _STATS)),
     Kind("bye", Bye, UNCHECKED, ()),
     Kind("sync", Sync, NEXT, (Field("to", "to", STR, required=False),)),
     Kind(
@@ -335,6 +422,25 @@ KINDS: tuple[Kind, ...] = (
             Field("counts", "c", COUNTS, required=False),
             Field("members", "m", MEMBERS, required=False),
             Field("cache", "k", CACHE, required=False),
+            _STATS,
+        ),
+    ),
+    Kind("watch", Watch, NEXT, (_APP, Field("ttl", "ttl", NUMBER))),
+    Kind(
+        "debug",
+        Debug,
+        ASIDE,
+        (
+            _APP,
+            Field("kind", "k", STR),
+            Field("at", "w", NUMBER),
+            Field("channel", "c", OPTIONAL_STR, required=False),
+            Field("socket_id", "i", OPTIONAL_STR, required=False),
+            Field("event", "e", OPTIONAL_STR, required=False),
+            Field("data", "d", OPTIONAL_STR, required=False),
+            Field("code", "o", OPTIONAL_INT, required=False),
+            Field("message", "m", OPTIONAL_STR, required=False),
+            Field("dropped", "x", INT, required=False),
         ),
     ),
 )
@@ -391,7 +497,7 @@ class Envelope(NamedTuple):
     kind: str  # the wire tag, known or not ("" when unreadable)
     message: Message | None
     error: str = ""
-    version: int = VERSION
+    version: int = FIRST_VERSION
 
 
 def numbering(kind: str) -> str:
@@ -413,7 +519,7 @@ def decode(payload: str | bytes) -> Envelope:
     seq = wire.get("s")
     if type(tag) is not str or type(seq) is not int or seq < 0:
         return Envelope(-1, "", None, "no kind ('t') or sequence number ('s')")
-    version = wire.get("v", VERSION)
+    version = wire.get("v", FIRST_VERSION)
     if type(version) is not int or version < 1:
         return Envelope(seq, tag, None, "'v': expected a positive integer")
     known = _IN.get(tag)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ressonance.faultlog import FaultLog
 
@@ -95,6 +95,8 @@ class MessagePublished:
     channel: str
     event: str
     size: int
+    # as published, for the debug console; not compared (the event is the fields above)
+    data: str = field(default="", compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +108,8 @@ class ClientEvent:
     event: str
     socket_id: str
     size: int
+    # as the client sent it (parsed), for the debug console; not compared
+    data: object = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

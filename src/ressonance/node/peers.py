@@ -11,12 +11,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from ressonance.faultlog import FaultLog
 from ressonance.node.cluster import ClusterView, Effect
 from ressonance.node.hub import Hub
 from ressonance.node.schedule import soon
 from ressonance.scaling.base import Broker
 
 log = logging.getLogger("ressonance.node")
+faults = FaultLog(log)
 
 STATE_INTERVAL = 0.5  # seconds: the least time between two full states of this node
 STALLED = 2.0  # seconds between two heartbeats (one a second) that mean this node did not run
@@ -49,6 +51,9 @@ class ClusterLink:
         self._beat = clock()
         self._state_pending = False
         self._state_sent = -STATE_INTERVAL
+        # this node's stats for the others' dashboards, sent with each heartbeat (quick: once
+        # a second); None sends none
+        self.stats_source: Callable[[], dict[str, float]] | None = None
 
     def started(self) -> None:
         """The broker started (it may have taken a while): the link is up or down from now."""
@@ -117,7 +122,7 @@ class ClusterLink:
         one is about to be closed with 4200 and reconnect elsewhere (it must not be counted
         twice against ``max_connections`` there). Tells the other nodes at once."""
         self.draining = True
-        self.view.heartbeat(self.connections())
+        self.view.heartbeat(self.connections(), self.stats())
         self.send()
 
     def connections(self) -> dict[str, int]:
@@ -139,12 +144,23 @@ class ClusterLink:
         since = self.up_since
         if since is None:
             return
-        self.view.heartbeat(self.connections())
+        self.view.heartbeat(self.connections(), self.stats())
         if now - since >= self.node_timeout:
             for node_id in self.view.silent(now, self.node_timeout):
                 log.warning("node %s went silent: removing its members", node_id)
                 self.apply(self.view.drop(node_id))
         self.send()
+
+    def stats(self) -> dict[str, float] | None:
+        """The stats to send (:attr:`stats_source`); a failing source sends the last ones and
+        is logged, since the heartbeat must go out."""
+        if self.stats_source is None:
+            return None
+        try:
+            return self.stats_source()
+        except Exception:
+            faults.exception("the node's stats source failed")
+            return None
 
     def want_state(self) -> None:
         """Send this node's full state for a ``hello`` or ``sync``: once for all the requests
