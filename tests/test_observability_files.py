@@ -18,6 +18,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 DASHBOARD = REPO / "deploy" / "grafana" / "ressonance.json"
 ALERTS = REPO / "deploy" / "prometheus" / "alerts.yml"
+ALERTS_TEST = REPO / "deploy" / "prometheus" / "alerts_test.yml"
 PROMETHEUS_YML = REPO / "deploy" / "prometheus" / "prometheus.yml"
 DOC = REPO / "docs" / "observability.md"
 
@@ -244,6 +245,9 @@ def test_alert_rules_name_only_exposed_families() -> None:
         found = metric_names(rule["expr"])
         assert found, f"{rule['name']}: no metric found in {rule['expr']}"
         names += [(rule["name"], name) for name in found]
+    series = re.findall(r"series: '([A-Za-z_:][\w:]*)\{", ALERTS_TEST.read_text())
+    assert series
+    names += [("alerts_test.yml", name) for name in series]
     assert not unknown(names), "not exposed by the server:\n" + "\n".join(unknown(names))
     alerts = {rule["name"] for rule in rules}
     for alert in (
@@ -320,6 +324,10 @@ def run_promtool(*args: str) -> None:
 def test_promtool_checks_the_rules_and_the_config() -> None:
     run_promtool("check", "rules", str(ALERTS))
     run_promtool("check", "config", str(PROMETHEUS_YML))  # also loads alerts.yml
+
+
+def test_the_alerts_fire_when_they_should() -> None:
+    run_promtool("test", "rules", str(ALERTS_TEST))
 
 
 def test_promtool_parses_every_dashboard_query(tmp_path: Path) -> None:
