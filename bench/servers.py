@@ -144,6 +144,7 @@ def start_ressonance(
     port = free_port()
     env = {f"RESSONANCE_APP_{k}": v for k, v in RESSONANCE_APP.items()}
     env["RESSONANCE_LOG_LEVEL"] = "warning"
+    env["RESSONANCE_ADMIN_PORT"] = "0"  # nodes run side by side (a revision without it: ignored)
     if src is not None:
         env["PYTHONPATH"] = str(src)
     argv = [sys.executable, "-m", "ressonance", "serve", "--host", "127.0.0.1", "--port", str(port)]

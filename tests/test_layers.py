@@ -14,6 +14,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "ressonance"
 THIRD_PARTY_HOME = {
     "httptools": "transport/http11.py",
     "nats": "scaling/nats.py",
+    "prometheus_client": "metrics/prometheus.py",
     "redis": "scaling/redis.py",
     "uvloop": "runtime.py",
     "websockets": "transport/frames.py",
@@ -65,11 +66,14 @@ MAY_IMPORT: dict[str, set[str]] = {
     "apps": {"errors", "models"},
     "node": {"errors", "models", "faultlog", "protocol", "scaling", "apps"},
     "http": {"errors", "exchange", "models", "protocol", "node", "apps"},
+    # metrics read the node, the public listener and the API at scrape time
+    "metrics": {"__version__", "errors", "node", "transport", "http"},
+    "dashboard": set(),  # static files
     "config": {"errors", "models", "apps", "scaling"},
     "reclaim": {"libc"},
     "server": BASE
     | {"protocol", "transport", "scaling", "apps", "node", "http", "config"}
-    | {"reclaim"},
+    | {"reclaim", "metrics", "dashboard"},
     "runtime": {"config", "server"},
     "workers": {"config", "libc"},
     "cli": {"__version__", "config", "errors", "runtime", "workers"},

@@ -28,6 +28,11 @@ cluster (docs/cluster.md):
   RESSONANCE_BROKER (memory | redis://host:port/db | nats://host:port),
   RESSONANCE_BROKER_PREFIX (ressonance), RESSONANCE_NODE_ID (generated),
   RESSONANCE_REGION, RESSONANCE_NODE_TIMEOUT (10), RESSONANCE_WORKERS (1)
+admin listener: dashboard, /metrics, /health, /ready (docs/observability.md):
+  RESSONANCE_ADMIN_HOST (127.0.0.1), RESSONANCE_ADMIN_PORT (9601; 0 = off),
+  RESSONANCE_ADMIN_TOKEN (generated and printed on a loopback bind, else required),
+  RESSONANCE_ADMIN_METRICS_AUTH (false), RESSONANCE_METRICS_APP_LABELS (false | true | ids),
+  RESSONANCE_METRICS_COMPAT ("" | soketi)
 one app from the environment:
   RESSONANCE_APP_ID, RESSONANCE_APP_KEY, RESSONANCE_APP_SECRET (required together),
   RESSONANCE_APP_CLIENT_EVENTS (true), RESSONANCE_APP_MAX_PAYLOAD_KB (10),
@@ -83,6 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         metavar="N",
         help="processes sharing the port (SO_REUSEPORT); N > 1 needs --broker (default 1)",
+    )
+    serve.add_argument(
+        "--admin-host",
+        help="address of the admin listener: dashboard, /metrics, /ready (default 127.0.0.1)",
+    )
+    serve.add_argument(
+        "--admin-port", type=int, help="port of the admin listener; 0 turns it off (default 9601)"
     )
     serve.add_argument("--log-level", choices=LOG_LEVELS, help="default info")
     serve.add_argument("--log-format", choices=("text", "json"), help="default text")
@@ -149,6 +161,22 @@ VITE_PUSHER_APP_CLUSTER="${{PUSHER_APP_CLUSTER}}"
     out.flush()
 
 
+def print_dashboard(settings: Settings, out: Any = sys.stdout) -> None:
+    """Where the dashboard is; the admin token only when it was generated for this run (a
+    configured one is the operator's secret and is never printed)."""
+    host = settings.admin_host
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    url = f"http://{shown}:{settings.admin_port}/"
+    if settings.admin_token_generated:
+        out.write(
+            f"Dashboard: {url}  (admin token for this run: {settings.admin_token}; set "
+            "RESSONANCE_ADMIN_TOKEN to choose one)\n"
+        )
+    else:
+        out.write(f"Dashboard: {url}  (log in with the admin token you configured)\n")
+    out.flush()
+
+
 def run_serve(args: argparse.Namespace) -> int:
     try:
         settings = load(
@@ -163,6 +191,8 @@ def run_serve(args: argparse.Namespace) -> int:
                 "node_id": args.node_id,
                 "region": args.region,
                 "workers": args.workers,
+                "admin_host": args.admin_host,
+                "admin_port": args.admin_port,
             },
             env=os.environ,
             config_file=args.config,
@@ -173,6 +203,8 @@ def run_serve(args: argparse.Namespace) -> int:
     configure_logging(settings)
     if settings.dev_app:
         print_dev_app(settings)
+    if settings.admin_port:
+        print_dashboard(settings)
         logging.getLogger("ressonance").warning(
             "running with the development app: do not use it in production"
         )

@@ -50,11 +50,22 @@ class Settings:
     workers: int = 1
     replay_guard: bool = False
     replay_guard_size: int = 100_000
+    admin_host: str = "127.0.0.1"
+    admin_port: int = 9601
+    admin_token: str = ""
+    admin_metrics_auth: bool = False
+    metrics_app_labels: str = ""  # "" none, "*" every app, else comma-separated app ids
+    metrics_compat: str = ""
     apps: tuple[App, ...] = field(default=())
     dev_app: bool = False
+    admin_token_generated: bool = False  # no admin_token was set: one was made for this run
 
 
-_SERVER_KEYS = {f.name for f in dataclasses.fields(Settings)} - {"apps", "dev_app"}
+_SERVER_KEYS = {f.name for f in dataclasses.fields(Settings)} - {
+    "apps",
+    "dev_app",
+    "admin_token_generated",
+}
 _APP_FIELDS = {f.name: f for f in dataclasses.fields(App)}
 _POSITIVE = {
     "port",
@@ -179,7 +190,13 @@ def load(
 
 def _validate(values: dict[str, Any], apps: list[App]) -> Settings:
     types = {f.name: f.type for f in dataclasses.fields(Settings)}
+    labels = values.pop("metrics_app_labels", "")  # true, false, an array or a string
     clean = {k: _coerce(k, v, types[k]) for k, v in values.items()}
+    if not isinstance(labels, bool | str | list) or (
+        isinstance(labels, list) and not all(isinstance(x, str) for x in labels)
+    ):
+        raise ConfigError("metrics_app_labels must be true, false or a list of app ids")
+    clean["metrics_app_labels"] = tuple(labels) if isinstance(labels, list) else labels
     for name in _POSITIVE:
         if name in clean and clean[name] <= 0:
             raise ConfigError(f"{name} must be greater than 0")
@@ -191,10 +208,50 @@ def _validate(values: dict[str, Any], apps: list[App]) -> Settings:
         raise ConfigError("log_format must be 'text' or 'json'")
     if not 0 < clean.get("port", 6001) < 65536:
         raise ConfigError("port must be between 1 and 65535")
+    _validate_admin(clean)
     _validate_cluster(clean)
     check_unique(apps)
     dev = not apps
     return Settings(**clean, apps=tuple(apps) or (DEV_APP,), dev_app=dev)
+
+
+def is_loopback(host: str) -> bool:
+    return host in ("127.0.0.1", "::1", "localhost") or host.startswith("127.")
+
+
+def _validate_admin(clean: dict[str, Any]) -> None:
+    """The admin listener: a port (0 turns it off), a token (generated for a loopback bind,
+    required on any other), the metrics options."""
+    port = clean.get("admin_port", 9601)
+    if not 0 <= port < 65536:
+        raise ConfigError("admin_port must be between 0 (off) and 65535")
+    if port and port == clean.get("port", 6001):
+        raise ConfigError("admin_port must differ from port")
+    host = clean.get("admin_host", "127.0.0.1")
+    if port and not clean.get("admin_token"):
+        if not is_loopback(host):
+            raise ConfigError(
+                f"admin_host is {host}, not a loopback address: set RESSONANCE_ADMIN_TOKEN "
+                "(admin_token) so that only operators reach the dashboard and admin endpoints, "
+                "or bind it to 127.0.0.1"
+            )
+        clean["admin_token"] = secrets.token_urlsafe(24)
+        clean["admin_token_generated"] = True
+    if port and len(clean.get("admin_token", "")) < 16:
+        raise ConfigError("admin_token must be at least 16 characters")
+    if clean.get("metrics_compat", "") not in ("", "soketi"):
+        raise ConfigError("metrics_compat must be empty or 'soketi'")
+    labels = clean.get("metrics_app_labels", "")
+    if isinstance(labels, bool):
+        labels = "*" if labels else ""
+    elif isinstance(labels, tuple):
+        labels = ",".join(labels)
+    labels = str(labels)
+    if labels.strip().lower() in ("true", "yes", "on", "1", "*"):
+        labels = "*"
+    elif labels.strip().lower() in ("false", "no", "off", "0", ""):
+        labels = ""
+    clean["metrics_app_labels"] = ",".join(x.strip() for x in labels.split(",") if x.strip())
 
 
 def _validate_cluster(clean: dict[str, Any]) -> None:

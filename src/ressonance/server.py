@@ -10,7 +10,11 @@ from collections.abc import Callable
 
 from ressonance.apps.static import StaticAppStore
 from ressonance.config import Settings
+from ressonance.dashboard import STATIC_DIR
+from ressonance.http.admin import Admin, AdminConfig
 from ressonance.http.api import Api
+from ressonance.metrics.overview import SAMPLE_INTERVAL, Overview
+from ressonance.metrics.prometheus import Exposition, Labels, NodeCollector
 from ressonance.node.gateway import NodeGateway
 from ressonance.node.node import Node
 from ressonance.node.replay import ReplayGuard
@@ -57,8 +61,9 @@ class Server:
             node_timeout=float(settings.node_timeout),
             replay=ReplayGuard(settings.replay_guard_size) if settings.replay_guard else None,
         )
-        self.api = Api(self.node, self.apps)
+        self.api = Api(self.node, self.apps, unready=self.unready)
         self.listener: Listener | None = None
+        self.admin: Listener | None = None  # the admin listener, when admin_port is set
         self._timers: list[asyncio.Task[None]] = []
         self.reclaimer = Reclaimer()
 
@@ -70,15 +75,52 @@ class Server:
         await self.listener.listen(
             self.settings.host, self.settings.port, reuse_port=self.settings.workers > 1
         )
+        self.overview = Overview(self.node, self.listener, self.settings.region)
+        if hasattr(self.node.link, "stats_source"):  # others' dashboards show this node
+            self.node.link.stats_source = self.overview.heartbeat_stats
+        if self.settings.admin_port:
+            await self._start_admin(self.listener, self.overview)
         self._timers = [
             asyncio.create_task(self._every(TIMEOUTS_INTERVAL, self._check_timeouts)),
             asyncio.create_task(self._every(HEARTBEAT_INTERVAL, self.node.heartbeat)),
             asyncio.create_task(self._every(HOUSEKEEPING_INTERVAL, self.node.housekeeping)),
+            asyncio.create_task(self._every(SAMPLE_INTERVAL, self.overview.sample)),
         ]
+
+    async def _start_admin(self, public: Listener, overview: Overview) -> None:
+        """The admin listener: the dashboard, its API and /metrics (docs/observability.md)."""
+        settings = self.settings
+        collector = NodeCollector(
+            self.node,
+            public,
+            self.api,
+            Labels.parse(settings.metrics_app_labels),
+            settings.region,
+        )
+        exposition = Exposition(collector)
+        admin = Admin(
+            AdminConfig(settings.admin_token, STATIC_DIR, settings.admin_metrics_auth),
+            self.node,
+            self.apps,
+            exposition.render,
+            overview.snapshot,
+            self.unready,
+        )
+        self.admin = Listener(limits(settings), admin.handle)
+        await self.admin.listen(settings.admin_host, settings.admin_port)
+
+    def unready(self) -> list[str]:
+        """Why this node should get no new connections (``GET /ready`` on both listeners)."""
+        reasons = self.node.unready()
+        if self.listener is not None:
+            reasons.extend(self.listener.unready())
+        return reasons
 
     def _check_timeouts(self) -> None:
         assert self.listener is not None
         self.listener.check_timeouts()
+        if self.admin is not None:
+            self.admin.check_timeouts()
         self.reclaimer.observe(len(self.listener.connections))
 
     @staticmethod
@@ -104,6 +146,10 @@ class Server:
             listener.close_all(codes.RECONNECT_NOW, "Server is restarting")
             await listener.wait_closed(drain_timeout)
             listener.abort_all()
+        if self.admin is not None:  # up through the drain: /ready says "draining" meanwhile
+            self.admin.stop_accepting()
+            self.admin.close_all(codes.RECONNECT_NOW, "Server is restarting")
+            self.admin.abort_all()
         for timer in self._timers:
             timer.cancel()
         await self.node.stop()
@@ -115,6 +161,11 @@ async def serve(settings: Settings) -> None:
     await server.start()
     assert server.listener is not None
     addresses = ", ".join("{}:{}".format(*s.getsockname()[:2]) for s in server.listener.sockets)
+    if server.admin is not None:
+        log.info(
+            "admin listener (dashboard, /metrics) on %s",
+            ", ".join("{}:{}".format(*s.getsockname()[:2]) for s in server.admin.sockets),
+        )
     log.info(
         "ressonance listening on %s (node %s, broker %s)",
         addresses,

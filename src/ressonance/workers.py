@@ -52,7 +52,11 @@ def _spawn(settings: Settings, index: int, run: Callable[[Settings], None]) -> i
     code = 0
     try:
         # ``workers`` stays as set: the worker listens with SO_REUSEPORT because of it
-        run(dataclasses.replace(settings, node_id=f"{settings.node_id}-{index}"))
+        # one admin listener for the host: worker 0's; its dashboard and cluster figures
+        # cover every worker through the broker (docs/observability.md "With --workers")
+        admin_port = settings.admin_port if index == 0 else 0
+        node_id = f"{settings.node_id}-{index}"
+        run(dataclasses.replace(settings, node_id=node_id, admin_port=admin_port))
     except OSError as exc:
         log.error("worker %d cannot listen on %s:%s: %s", index, settings.host, settings.port, exc)
         code = 1

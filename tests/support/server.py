@@ -133,6 +133,8 @@ def run_server(
     if apps:
         config = write_config(tmp_dir / f"ressonance-{port}.toml", apps, settings or {})
         cmd += ["--config", str(config)]
+    if "admin_port" not in (settings or {}):  # off unless asked: servers run side by side
+        cmd += ["--admin-port", "0"]
     cmd += args or []
     log_path = tmp_dir / f"server-{port}.log"
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("RESSONANCE_")}

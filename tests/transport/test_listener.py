@@ -5,6 +5,7 @@ with the node's WebSockets and one admin-like with only a handler, over real soc
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -48,7 +49,8 @@ class EchoGateway:
 
     def connect(self, socket: Edge, admission: Any) -> None:
         self.connected.append(socket)
-        socket.session = object()  # type: ignore[assignment]  # the transport never reads it
+        # the transport reads only the app id (for the close-code counters)
+        socket.session = SimpleNamespace(app=SimpleNamespace(id="1"))  # type: ignore[assignment]
         socket.send(text_frame(f'{{"hello":"{admission}"}}'))
 
     def receive(self, socket: Edge, text: str) -> None:

@@ -12,7 +12,8 @@ from urllib.parse import unquote
 from ressonance.apps.base import AppStore
 from ressonance.errors import HttpError
 from ressonance.exchange import Request, Response
-from ressonance.http import auth
+from ressonance.http import auth, health
+from ressonance.http.health import Readiness, json_response
 from ressonance.models import App
 from ressonance.node import queries
 from ressonance.node.node import Node
@@ -39,10 +40,6 @@ _ROUTES: list[tuple[str, re.Pattern[str], str]] = [
 Handler = Callable[[App, list[str], Request, dict[str, str]], Awaitable[Any]]
 
 
-def json_response(status: int, body: Any) -> Response:
-    return Response(status, dumps(body).encode())
-
-
 def error_response(status: int, message: str) -> Response:
     return json_response(status, {"error": message, "code": status})
 
@@ -58,35 +55,47 @@ class Unavailable(HttpError):
 class Api:
     """Routes a parsed :class:`Request` to its handler and renders Pusher's responses."""
 
-    def __init__(self, node: Node, apps: AppStore, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        node: Node,
+        apps: AppStore,
+        clock: Callable[[], float] = time.time,
+        unready: Readiness | None = None,
+    ) -> None:
         self.node = node
         self.apps = apps
         self.clock = clock
+        self.unready = unready or node.unready
+        # (endpoint, status) -> requests answered; read by metrics at scrape time
+        self.requests: dict[tuple[str, int], int] = {}
 
     async def handle(self, request: Request) -> Response:
+        endpoint = ["other"]  # the route, once known (a label of bounded cardinality)
         try:
-            return await self._route(request)
+            response = await self._route(request, endpoint)
         except HttpError as exc:
             response = error_response(exc.status, exc.message)
             if isinstance(exc, Unavailable):
                 response.headers.append(("Retry-After", str(exc.retry_after)))
-            return response
+        key = (endpoint[0], response.status)
+        self.requests[key] = self.requests.get(key, 0) + 1
+        return response
 
-    async def _route(self, request: Request) -> Response:
+    async def _route(self, request: Request, endpoint: list[str]) -> Response:
         path = request.path
         if path in ("/health", "/up"):
-            return json_response(200, {"status": "ok"})
+            endpoint[0] = "health"
+            return health.health()
         if path == "/ready":
-            reasons = self.node.unready()
-            if reasons:
-                return json_response(503, {"ready": False, "reasons": reasons})
-            return json_response(200, {"ready": True})
+            endpoint[0] = "ready"
+            return health.ready(self.unready)
         if path == "/":
             return Response(200, b"Ressonance: Pusher protocol v7 server\n", "text/plain")
         for method, pattern, name in _ROUTES:
             match = pattern.fullmatch(path)
             if match is None:
                 continue
+            endpoint[0] = name
             if request.method != method:
                 raise HttpError(405, f"Use {method} for this endpoint")
             params = auth.parse_query(request.query)
@@ -122,7 +131,7 @@ class Api:
         names = body.get("channels")
         if names is None and "channel" in body:
             names = [body["channel"]]
-        event = _validate_event(app, body, names)
+        event = validate_event(app, body, names)
         attributes = _attributes(body.get("info"))  # a bad info is a 400 before publishing
         self._publishable()
         for channel in event["channels"]:
@@ -147,7 +156,7 @@ class Api:
         for item in batch:
             if not isinstance(item, dict):
                 raise HttpError(400, "each batch item must be an object")
-            events.append(_validate_event(app, item, [item.get("channel")]))
+            events.append(validate_event(app, item, [item.get("channel")]))
         infos = [_attributes(item.get("info")) for item in batch]  # a bad info is a 400 first
         self._publishable()
         for event in events:
@@ -257,7 +266,7 @@ def _check_channel(name: Any) -> None:
         raise HttpError(400, f"Invalid channel name {str(name)[:64]!r}")
 
 
-def _validate_event(app: App, body: dict[str, Any], names: Any) -> dict[str, Any]:
+def validate_event(app: App, body: dict[str, Any], names: Any) -> dict[str, Any]:
     """Check one event of ``/events`` or ``/batch_events`` (docs/protocol.md, "HTTP API
     event validation")."""
     name = body.get("name")

@@ -45,6 +45,11 @@ async def channel_stats(
     return stats
 
 
+def occupied_count(node: Node, app: App) -> int:
+    """How many channels of ``app`` are occupied in the cluster."""
+    return sum(1 for _ in _occupied(node, app, ""))
+
+
 def _occupied(node: Node, app: App, prefix: str) -> Iterator[tuple[str, int]]:
     """(channel, subscriptions in the cluster) of the occupied channels starting with
     ``prefix``, lazily."""

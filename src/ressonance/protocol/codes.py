@@ -35,6 +35,9 @@ WS_INVALID_PAYLOAD = 1007
 WS_POLICY_VIOLATION = 1008
 WS_MESSAGE_TOO_BIG = 1009
 WS_INTERNAL_ERROR = 1011
+# never sent, only reported (metrics): a close frame without a code, a connection without one
+WS_NO_STATUS = 1005
+WS_ABNORMAL = 1006
 
 
 def is_fatal(code: int) -> bool:

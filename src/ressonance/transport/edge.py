@@ -55,6 +55,7 @@ class Edge(asyncio.Protocol):
         "_pending",
         "_reader",
         "_task",
+        "close_code",
         "deadline",
         "gateway",
         "listener",
@@ -74,6 +75,7 @@ class Edge(asyncio.Protocol):
         self.seen = 0.0  # a WebSocket's last input (activity_timeout)
         self.ping_sent = 0.0
         self.deadline = 0.0  # HTTP: the request must be complete by then; CLOSING: abort then
+        self.close_code: int | None = None  # the WebSocket's close code, ours or the peer's
         self._idle = False  # HTTP keep-alive: a response went out, no byte of the next request
         self._reader: RequestReader | None = RequestReader(listener.limits.max_request_bytes)
         self._parser: FrameParser | None = None
@@ -97,6 +99,10 @@ class Edge(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.state = CLOSED
         self.listener.closed(self)
+        if self.session is not None:  # a WebSocket ended: with its close code, or 1006
+            self.listener.websocket_closed(
+                self.session.app.id, self.close_code or codes.WS_ABNORMAL
+            )
         self._drop_reader()
         self._detach()
         if self._task is not None and not self._task.done():
@@ -109,13 +115,16 @@ class Edge(asyncio.Protocol):
         self._paused = False
 
     def data_received(self, data: bytes) -> None:
+        listener = self.listener
         if self.state == HTTP:
+            listener.http_bytes_in += len(data)
             if self._idle:  # the first bytes of the next request: it has handshake_timeout
                 self._idle = False
                 self.deadline = self.listener.now() + self.listener.limits.handshake_timeout
             self._http_received(data)
         elif self._parser is not None:
-            self.seen = self.listener.now()
+            listener.ws_bytes_in += len(data)
+            self.seen = listener.now()
             self.ping_sent = 0.0
             self._ws_received(data)
 
@@ -129,7 +138,11 @@ class Edge(asyncio.Protocol):
             requests, rest = self._reader.feed(data)
             for request in requests:
                 if handshake.is_websocket_path(request.path) and request is requests[-1]:
-                    self._upgrade(request, rest or b"")
+                    try:
+                        self._upgrade(request, rest or b"")
+                    except HttpError as refused:
+                        self.listener.refused(refused.status)
+                        raise
                     return
                 if request.upgrade:
                     raise HttpError(400, "Upgrade is only supported on /app/{key}")
@@ -148,7 +161,9 @@ class Edge(asyncio.Protocol):
             return
         body = messages.dumps({"error": fault.message, "code": fault.status}).encode()
         headers = handshake.refusal_headers(fault)
-        self.transport.write(serialize(Response(fault.status, body, headers=headers), False))
+        out = serialize(Response(fault.status, body, headers=headers), False)
+        self.listener.http_bytes_out += len(out)
+        self.transport.write(out)
         self._drop_reader()
         self._closing()
         self.transport.close()
@@ -184,7 +199,9 @@ class Edge(asyncio.Protocol):
             if self.state != HTTP or self.transport.is_closing():
                 return
             keep_alive = request.keep_alive and not self.listener.draining
-            self.transport.write(serialize(response, keep_alive))
+            out = serialize(response, keep_alive)
+            self.listener.http_bytes_out += len(out)
+            self.transport.write(out)
             if not keep_alive:
                 self._closing()
                 self.transport.close()
@@ -236,6 +253,7 @@ class Edge(asyncio.Protocol):
         self.seen = listener.now()  # activity_timeout counts from here
         self._parser = FrameParser(listener.limits.max_message_bytes)
         if refused is not None:
+            listener.refused(refused.code)
             transport.write(text_frame(messages.error(refused.code, refused.message)))
             self._start_close(refused.code, refused.message)
         else:
@@ -273,6 +291,8 @@ class Edge(asyncio.Protocol):
             self.send(encode(OP_PONG, message.payload))
         elif opcode == OP_CLOSE:
             code = parse_close(message.payload)
+            if self.close_code is None:
+                self.close_code = code if code is not None else codes.WS_NO_STATUS
             # Echo the peer's close (RFC 6455 §5.5.1) unless we sent ours first; either way
             # the handshake is complete and the server ends the TCP connection.
             self.close(code if code is not None and code < 4000 else codes.WS_NORMAL, "")
@@ -319,6 +339,8 @@ class Edge(asyncio.Protocol):
         self._start_close(code, message)
 
     def _start_close(self, code: int, reason: str) -> None:
+        if self.close_code is None:
+            self.close_code = code
         self._closing()
         if self.transport is not None:
             self.transport.write(close_frame(code, reason))

@@ -73,8 +73,14 @@ class Listener:
         self.max_sockets = sys.maxsize  # what RLIMIT_NOFILE leaves for sockets (refresh_limits)
         self._other_fds = 0
         self.draining = False
+        # counters since start, read by metrics at scrape time
         self.frames_dropped = 0  # frames not queued on a slow consumer (slow_consumer="drop")
         self.slow_closes = 0  # slow consumers closed with 4100 (slow_consumer="close")
+        self.ws_bytes_in = 0
+        self.http_bytes_in = 0
+        self.http_bytes_out = 0
+        self.closes: dict[tuple[str, int], int] = {}  # (app id, close code) -> WebSockets
+        self.refusals: dict[int, int] = {}  # HTTP status or Pusher code -> refused handshakes
         self._dirty: list[Edge] = []
         self._loop = asyncio.get_running_loop()
         self.now = self._loop.time
@@ -155,6 +161,21 @@ class Listener:
     def closed(self, edge: Edge) -> None:
         self.connections.discard(edge)
         self.http.pop(edge, None)
+
+    def websocket_closed(self, app_id: str, code: int) -> None:
+        key = (app_id, code)
+        self.closes[key] = self.closes.get(key, 0) + 1
+
+    def refused(self, code: int) -> None:
+        """A WebSocket handshake refused: the HTTP status, or the Pusher code of admission."""
+        self.refusals[code] = self.refusals.get(code, 0) + 1
+
+    def unready(self) -> list[str]:
+        """This listener's reason not to take new connections: its socket budget is spent."""
+        websockets = len(self.connections) - len(self.http)
+        if websockets >= self.max_sockets - HTTP_ROOM:
+            return ["at the node's connection limit (file descriptors)"]
+        return []
 
     # write coalescing ----------------------------------------------------------------------
     def mark_dirty(self, edge: Edge) -> None:

@@ -1,0 +1,1 @@
+"""Metrics: the node's figures in the Prometheus exposition format (docs/observability.md)."""
