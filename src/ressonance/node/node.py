@@ -26,6 +26,8 @@ from ressonance.node.cluster import (
     CachedEvent,
     ClusterView,
     CountChanged,
+    DebugEntry,
+    DebugWatch,
     Effect,
     MemberAdded,
     MemberRemoved,
@@ -35,6 +37,7 @@ from ressonance.node.cluster import (
 )
 from ressonance.node.coalesce import PresenceChanges
 from ressonance.node.counts import SubscriptionCounts
+from ressonance.node.debug import DebugFeed
 from ressonance.node.hub import AppState, Hub, Socket
 from ressonance.node.peers import ClusterLink
 from ressonance.node.replay import WINDOW, Claim, ReplayGuard
@@ -86,6 +89,7 @@ class Node:
             self.hub, self.view, self._send, self._deliver, self._end_tick_soon
         )
         self.users = Users(self.hub, self.view, self._send, self.fail)
+        self.debug = DebugFeed(broker.node_id, self.events, self.view, self._send, clock)
         self._presence = PresenceChanges()  # member events to send at the tick's end
         self._tick_pending = False
         # publish accepted here -> its frame queued on this node's subscribers, observed after
@@ -165,7 +169,12 @@ class Node:
             if self.events.listeners:
                 self.events.emit(
                     events.ClientEvent(
-                        state.app.id, action.channel, action.event, session.socket_id, len(frame)
+                        state.app.id,
+                        action.channel,
+                        action.event,
+                        session.socket_id,
+                        len(frame),
+                        action.data,
                     )
                 )
             self._fan_out(state.app.id, action.channel, frame, session.socket_id, accepted)
@@ -346,7 +355,7 @@ class Node:
             self.view.remember(app.id, channel, cached, app.cache_ttl)
             self._send()
         if self.events.listeners:
-            self.events.emit(events.MessagePublished(app.id, channel, event, len(data)))
+            self.events.emit(events.MessagePublished(app.id, channel, event, len(data), data))
         frame = messages.encode_event(event, channel, data)
         self._fan_out(app.id, channel, frame, exclude, accepted)
 
@@ -407,6 +416,7 @@ class Node:
         """Periodic housekeeping: expired cache entries, pending counts of large channels."""
         self.view.expire_cache(self.clock())
         self.counts.flush_large()
+        self.debug.expire(self.clock())
 
     # the other nodes (the broker's handler; ClusterLink does the work) ----------------------
     def control(self, origin: str, payload: str) -> None:
@@ -455,6 +465,8 @@ class Node:
                 self.users.terminate_here(effect.app_id, effect.user_id)
             elif isinstance(effect, SendState):
                 self.link.want_state()
+            elif isinstance(effect, DebugWatch | DebugEntry):
+                self.debug.apply(effect)
             elif isinstance(effect, Seen) and self.replay is not None:
                 self.replay.expire(time.time())
                 for key, expires in effect.signatures:
