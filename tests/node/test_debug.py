@@ -114,6 +114,16 @@ def test_a_watched_apps_entries_come_in_order_with_their_fields(
         "Client event rejected",
     )
     assert n1.debug.read(APP.id, after2) == ([], after2, 0)
+    assert n1.debug.errors(APP.id) == [
+        {
+            "t": error["t"],
+            "node": "n1",
+            "socket_id": b.session.socket_id,
+            "code": 4301,
+            "message": "Client event rejected",
+        }
+    ]
+    assert n1.debug.errors(OTHER.id) == []
     assert n1.debug.read(OTHER.id, 0) == ([], debug.START, 0)
 
 

@@ -200,6 +200,17 @@ class DebugFeed:
             waiter.cancel()
         return self.read(app_id, after)
 
+    def errors(self, app_id: str, limit: int = 50) -> list[Entry]:
+        """The latest ``error`` entries of ``app_id`` (newest last), as ``{"t", "node",
+        "socket_id", "code", "message"}``: those the ring holds, so only while it is watched
+        (recording them always would make every emission site build its event)."""
+        ring = self.rings.get(app_id)
+        if ring is None:
+            return []
+        keys = ("t", "node", "socket_id", "code", "message")
+        found = [e for e, _ in reversed(ring.entries) if e["kind"] == "error"][:limit]
+        return [{key: e[key] for key in keys} for e in reversed(found)]
+
     # the node ---------------------------------------------------------------------------
     def apply(self, effect: DebugWatch | DebugEntry) -> None:
         """Another node's ``watch`` (forward entries of the app) or ``debug`` (an entry for a
