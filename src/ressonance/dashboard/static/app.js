@@ -795,7 +795,9 @@
       button.disabled = true;
       try {
         await api(`/api/apps/${encodeURIComponent(appId)}/publish`, {
-          json: { channel, event, data: dataBox.value },
+          // `event` is the admin contract's field; `name` is the HTTP API's, for a backend that
+          // validates the body as a Pusher trigger. Both carry the same value.
+          json: { channel, event, name: event, data: dataBox.value },
         });
         showResult(true, `Sent ${event} to ${channel} at ${fmtTime(Date.now() / 1000)}.`);
         const li = el('li');

@@ -1,0 +1,126 @@
+"""Fixtures for the dashboard's browser tests: a real headless Chromium (Debian's ``chromium``,
+driven by Playwright with ``executable_path``; nothing is downloaded), the real server with its
+admin listener on a free loopback port, screenshots as test artifacts.
+
+A missing chromium or Playwright fails the tests in CI (``CI=true``) and skips them elsewhere;
+``scripts/install-test-deps.sh`` installs chromium, ``pip install -e .[test]`` Playwright.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from tests.support.server import RunningServer, free_port, run_server
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
+
+ADMIN_TOKEN = "dashboard-test-token-0123456789"
+CHROMIUM_PATHS = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
+VIEWPORT = {"width": 1366, "height": 900}  # a laptop screen
+TIMEOUT_MS = 10_000  # every Playwright wait (navigation, selector, expect)
+
+
+def _missing(reason: str) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason} (CI must run the browser tests)", pytrace=False)
+    pytest.skip(reason)
+
+
+def admin_settings(port: int | None = None) -> dict[str, Any]:
+    """Settings that turn the admin listener on at a free loopback port with a known token."""
+    return {"admin_port": port or free_port(), "admin_token": ADMIN_TOKEN}
+
+
+@pytest.fixture(scope="session")
+def chromium_executable() -> str:
+    for path in (*CHROMIUM_PATHS, shutil.which("chromium") or ""):
+        if path and os.access(path, os.X_OK):
+            return path
+    _missing("chromium is not installed: run scripts/install-test-deps.sh as root")
+    raise AssertionError("unreachable")
+
+
+@pytest.fixture(scope="session")
+def browser(chromium_executable: str) -> Iterator[Browser]:
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _missing("playwright is not installed: pip install -e '.[test]'")
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=TIMEOUT_MS)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=chromium_executable,
+            headless=True,
+            timeout=30_000,
+            # Root in a container has no user namespaces for the sandbox; nothing leaves loopback.
+            args=["--no-sandbox", "--disable-dev-shm-usage", "--no-proxy-server"],
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir() -> Path:
+    """Where screenshots go: $RESSONANCE_ARTIFACTS, else tests/dashboard/artifacts/ (ignored)."""
+    env = os.environ.get("RESSONANCE_ARTIFACTS")
+    path = Path(env) if env else Path(__file__).resolve().parent / "artifacts"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+class Shots:
+    """Screenshots of one test, named ``<test>-<step>.png``."""
+
+    def __init__(self, page: Page, directory: Path, test_name: str) -> None:
+        self.page = page
+        self.directory = directory
+        self.prefix = re.sub(r"[^A-Za-z0-9_.-]+", "-", test_name)
+
+    def take(self, step: str, full_page: bool = True) -> Path:
+        path = self.directory / f"{self.prefix}-{step}.png"
+        self.page.screenshot(path=str(path), full_page=full_page, timeout=TIMEOUT_MS)
+        return path
+
+
+@pytest.fixture
+def page(browser: Browser, artifacts_dir: Path, request: pytest.FixtureRequest) -> Iterator[Page]:
+    """A fresh browser context (no cookies) and page; JavaScript errors fail the test; a
+    screenshot of the last state is saved whatever the outcome."""
+    context = browser.new_context(viewport=VIEWPORT, locale="en-US", timezone_id="UTC")
+    context.set_default_timeout(TIMEOUT_MS)
+    context.set_default_navigation_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        yield page
+        assert not errors, f"JavaScript errors on the page: {errors}"
+    finally:
+        try:
+            Shots(page, artifacts_dir, request.node.name).take("last")
+        finally:
+            context.close()
+
+
+@pytest.fixture
+def shots(page: Page, artifacts_dir: Path, request: pytest.FixtureRequest) -> Shots:
+    return Shots(page, artifacts_dir, request.node.name)
+
+
+@pytest.fixture
+def admin_server(tmp_path: Path) -> Iterator[RunningServer]:
+    """One real node (the default test apps) with its admin listener on."""
+    with run_server(tmp_path, settings=admin_settings()) as server:
+        yield server
