@@ -102,15 +102,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message (and the exception, if any)."""
+    """One JSON object per line: time, level, logger, node_id, message, and ``app_id`` /
+    ``socket_id`` where the record knows them (``extra=``), then the exception, if any."""
+
+    def __init__(self, node_id: str = "") -> None:
+        super().__init__()
+        self.node_id = node_id
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
             "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
             "level": record.levelname.lower(),
             "logger": record.name,
+            "node_id": getattr(record, "node_id", self.node_id),
             "message": record.getMessage(),
         }
+        for field in ("app_id", "socket_id"):
+            value = getattr(record, field, None)
+            if value is not None:
+                entry[field] = value
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry)
@@ -119,7 +129,7 @@ class JsonFormatter(logging.Formatter):
 def configure_logging(settings: Settings) -> None:
     handler = logging.StreamHandler(sys.stderr)
     if settings.log_format == "json":
-        handler.setFormatter(JsonFormatter())
+        handler.setFormatter(JsonFormatter(settings.node_id))
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()

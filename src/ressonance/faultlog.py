@@ -37,8 +37,11 @@ class FaultLog:
         self._logged = 0
         self._suppressed = 0
 
-    def exception(self, message: str, *args: object) -> None:
-        """Log the exception being handled with its traceback, or count it past the budget."""
+    def exception(
+        self, message: str, *args: object, extra: dict[str, object] | None = None
+    ) -> None:
+        """Log the exception being handled with its traceback, or count it past the budget
+        (``extra``: fields for structured logs, such as ``app_id`` and ``socket_id``)."""
         now = self._clock()
         if now - self._started >= self.interval:
             self.summarize()
@@ -46,7 +49,7 @@ class FaultLog:
             self._logged = 0
         if self._logged < self.limit:
             self._logged += 1
-            self._logger.error(message, *args, exc_info=True)
+            self._logger.error(message, *args, exc_info=True, extra=extra)
             return
         self._suppressed += 1
         if self._suppressed == 1:

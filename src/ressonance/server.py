@@ -76,8 +76,7 @@ class Server:
             self.settings.host, self.settings.port, reuse_port=self.settings.workers > 1
         )
         self.overview = Overview(self.node, self.listener, self.settings.region)
-        if hasattr(self.node.link, "stats_source"):  # others' dashboards show this node
-            self.node.link.stats_source = self.overview.heartbeat_stats
+        self.node.link.stats_source = self.overview.heartbeat_stats  # for others' dashboards
         if self.settings.admin_port:
             await self._start_admin(self.listener, self.overview)
         self._timers = [

@@ -226,8 +226,7 @@ class Admin:
             for name in stats
             if name.startswith("presence-")
         }
-        debug = getattr(self.node, "debug", None)
-        errors = debug.errors(app.id) if debug is not None and hasattr(debug, "errors") else []
+        errors = self.node.debug.errors(app.id)
         return {
             "app": self._app_summary(app),
             "channels": channels,
@@ -242,10 +241,8 @@ class Admin:
             wait = min(MAX_WAIT, max(0.0, float(query.get("wait", ["0"])[0])))
         except ValueError:
             raise HttpError(400, "after and wait must be numbers") from None
-        debug = getattr(self.node, "debug", None)
-        if debug is None:
-            raise HttpError(503, "The debug console is not available on this node")
-        debug.watch(app.id, time.monotonic())
+        debug = self.node.debug
+        debug.watch(app.id)
         events, next_seq, dropped = await asyncio.wait_for(
             debug.wait(app.id, after, wait), wait + 5.0
         )

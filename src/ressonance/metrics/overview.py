@@ -128,7 +128,7 @@ class Overview:
         mine = self.heartbeat_stats()
         rows = [_row(node.broker.node_id, self.region, node.hub.connection_count(), mine, True)]
         for peer in node.view.peers.values():
-            stats = getattr(peer, "stats", None) or {}
+            stats = peer.stats
             rows.append(_row(peer.node_id, peer.region, sum(peer.conns.values()), stats, False))
         return rows
 

@@ -285,7 +285,12 @@ class Edge(asyncio.Protocol):
             try:
                 self.gateway.receive(self, text)
             except Exception:
-                faults.exception("internal error handling a frame from %s", self.session.socket_id)
+                session = self.session
+                faults.exception(
+                    "internal error handling a frame from %s",
+                    session.socket_id,
+                    extra={"app_id": session.app.id, "socket_id": session.socket_id},
+                )
                 self.close(codes.WS_INTERNAL_ERROR, "Internal server error")
         elif opcode == OP_PING:
             self.send(encode(OP_PONG, message.payload))

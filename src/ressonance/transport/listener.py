@@ -196,7 +196,12 @@ class Listener:
             self.frames_dropped += 1
             return
         self.slow_closes += 1
-        log.warning("closing slow consumer %s (4100)", edge.session.socket_id)
+        session = edge.session
+        log.warning(
+            "closing slow consumer %s (4100)",
+            session.socket_id,
+            extra={"app_id": session.app.id, "socket_id": session.socket_id},
+        )
         edge.fail_past_limit(codes.OVER_CAPACITY, "Slow consumer: too much unsent data")
 
     # time-outs -----------------------------------------------------------------------------
