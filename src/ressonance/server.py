@@ -14,7 +14,7 @@ from ressonance.dashboard import STATIC_DIR
 from ressonance.http.admin import Admin, AdminConfig
 from ressonance.http.api import Api
 from ressonance.metrics.overview import SAMPLE_INTERVAL, Overview
-from ressonance.metrics.prometheus import Exposition, Labels, NodeCollector
+from ressonance.metrics.prometheus import Exposition, Labels, NodeCollector, SoketiCollector
 from ressonance.node.gateway import NodeGateway
 from ressonance.node.node import Node
 from ressonance.node.replay import ReplayGuard
@@ -96,7 +96,10 @@ class Server:
             Labels.parse(settings.metrics_app_labels),
             settings.region,
         )
-        exposition = Exposition(collector)
+        collectors: list[NodeCollector | SoketiCollector] = [collector]
+        if settings.metrics_compat == "soketi":
+            collectors.append(SoketiCollector(self.node, public, self.api, settings.port))
+        exposition = Exposition(*collectors)
         admin = Admin(
             AdminConfig(settings.admin_token, STATIC_DIR, settings.admin_metrics_auth),
             self.node,

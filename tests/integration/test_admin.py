@@ -321,3 +321,20 @@ def test_no_secret_reaches_a_debug_level_log(tmp_path: Path) -> None:
         log = server.log()
     for secret in (TOKEN, APP["secret"], "wrong-guess-123456", "auth_signature="):
         assert secret not in log, secret
+
+
+def test_soketi_compatible_families(tmp_path: Path) -> None:
+    with run_server(tmp_path, settings=admin_settings(metrics_compat="soketi")) as server:
+        asyncio.run(_clients_and_publishes(server, clients=2, publishes=2))
+        eventually(lambda: total(scrape(server), "soketi_connected") == 0)
+        samples = scrape(server)
+        labels = f'{{app_id="{APP["id"]}",port="{server.port}"}}'
+        assert samples[f"soketi_new_connections_total{labels}"] == 2
+        assert samples[f"soketi_new_disconnections_total{labels}"] == 2
+        assert samples[f"soketi_http_calls_received_total{labels}"] == 2
+        assert samples[f"soketi_ws_messages_sent_total{labels}"] >= 4
+        assert samples[f"soketi_ws_messages_received_total{labels}"] >= 2  # the subscribes
+        for name in ("socket_received_bytes", "socket_transmitted_bytes", "http_received_bytes"):
+            assert samples[f"soketi_{name}{labels}"] > 0, name  # no _total, as in Soketi
+        assert samples[f'soketi_process_resident_memory_bytes{{port="{server.port}"}}'] > 0
+        assert "ressonance_connections" in samples  # our own families stay

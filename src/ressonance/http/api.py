@@ -68,6 +68,8 @@ class Api:
         self.unready = unready or node.unready
         # (endpoint, status) -> requests answered; read by metrics at scrape time
         self.requests: dict[tuple[str, int], int] = {}
+        # app id -> [calls, request body bytes, response body bytes] of successful API calls
+        self.by_app: dict[str, list[int]] = {}
 
     async def handle(self, request: Request) -> Response:
         endpoint = ["other"]  # the route, once known (a label of bounded cardinality)
@@ -109,7 +111,14 @@ class Api:
                 raise HttpError(403, "App is disabled")
             handler: Handler = getattr(self, f"_{name}")
             args = [unquote(g) for g in groups]
-            return json_response(200, await handler(app, args, request, dict(params)))
+            response = json_response(200, await handler(app, args, request, dict(params)))
+            usage = self.by_app.get(app.id)
+            if usage is None:
+                usage = self.by_app[app.id] = [0, 0, 0]
+            usage[0] += 1
+            usage[1] += len(request.body)
+            usage[2] += len(response.body)
+            return response
         raise HttpError(404, "Not found")
 
     async def _find_app(self, path: str, groups: list[str], params: dict[str, str]) -> App:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
@@ -21,6 +21,7 @@ from prometheus_client.core import (
     GaugeMetricFamily,
     HistogramMetricFamily,
     Metric,
+    UnknownMetricFamily,
 )
 from prometheus_client.registry import Collector
 
@@ -225,7 +226,7 @@ class NodeCollector(Collector):
         received = CounterMetricFamily(
             "ressonance_bytes_received", "Bytes read from clients", labels=["transport"]
         )
-        received.add_metric(["ws"], listener.ws_bytes_in)
+        received.add_metric(["ws"], sum(t[0] for t in listener.ws_in().values()))
         received.add_metric(["http"], listener.http_bytes_in)
         yield received
         slow = CounterMetricFamily(
@@ -310,13 +311,140 @@ def _histogram(name: str, doc: str, histogram: LatencyHistogram) -> Metric:
 
 
 class Exposition:
-    """The registry of one node: its collector and the process collectors (RSS, CPU, fds)."""
+    """The registry of one node: its collectors and the process collector (RSS, CPU, fds)."""
 
-    def __init__(self, collector: NodeCollector) -> None:
+    def __init__(self, *collectors: Collector) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(collector)
+        for collector in collectors:
+            self.registry.register(collector)
         ProcessCollector(registry=self.registry)
         self.started = time.time()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+# metrics_compat = "soketi" ---------------------------------------------------------------------
+SOKETI_FAMILIES = (
+    "soketi_connected",
+    "soketi_new_connections",
+    "soketi_new_disconnections",
+    "soketi_socket_received_bytes",
+    "soketi_socket_transmitted_bytes",
+    "soketi_ws_messages_received",
+    "soketi_ws_messages_sent",
+    "soketi_http_received_bytes",
+    "soketi_http_transmitted_bytes",
+    "soketi_http_calls_received",
+    "soketi_process_cpu_seconds",
+    "soketi_process_resident_memory_bytes",
+    "soketi_process_virtual_memory_bytes",
+    "soketi_process_open_fds",
+    "soketi_process_max_fds",
+    "soketi_process_start_time_seconds",
+)
+
+
+class SoketiCollector(Collector):
+    """Soketi's family names and labels (``app_id``, ``port``), so that a Soketi Grafana
+    dashboard keeps working after the move. Always per app, as Soketi's are. Its byte counters
+    have no ``_total`` suffix in Soketi: they are exposed untyped under the exact name."""
+
+    def __init__(self, node: Node, listener: Listener, api: Api, port: int) -> None:
+        self.node = node
+        self.listener = listener
+        self.api = api
+        self.port = str(port)
+        self._process = ProcessCollector(registry=None)
+
+    def collect(self) -> Iterator[Metric]:
+        port = self.port
+        states = {s.app.id: s for s in self.node.hub.all()}
+        ws_in = self.listener.ws_in()
+        closed: dict[str, int] = defaultdict(int)
+        for (app_id, _code), n in self.listener.closes.items():
+            closed[app_id] += n
+        http = self.api.by_app
+        apps = sorted(set(states) | set(ws_in) | set(closed) | set(http))
+
+        def family(
+            kind: type[GaugeMetricFamily | CounterMetricFamily | UnknownMetricFamily],
+            name: str,
+            doc: str,
+            value: Callable[[str], float],
+        ) -> Metric:
+            out = kind(name, doc, labels=["app_id", "port"])
+            for app_id in apps:
+                out.add_metric([app_id, port], value(app_id))
+            return out
+
+        def state(app_id: str) -> AppState | None:
+            return states.get(app_id)
+
+        yield family(
+            GaugeMetricFamily,
+            "soketi_connected",
+            "Open WebSocket connections",
+            lambda a: len(s.sockets) if (s := state(a)) else 0,
+        )
+        yield family(
+            CounterMetricFamily,
+            "soketi_new_connections",
+            "WebSocket connections opened",
+            lambda a: s.opened if (s := state(a)) else 0,
+        )
+        yield family(
+            CounterMetricFamily,
+            "soketi_new_disconnections",
+            "WebSocket connections closed",
+            lambda a: closed.get(a, 0),
+        )
+        yield family(
+            UnknownMetricFamily,
+            "soketi_socket_received_bytes",
+            "Bytes received on WebSockets",
+            lambda a: ws_in.get(a, [0, 0])[0],
+        )
+        yield family(
+            UnknownMetricFamily,
+            "soketi_socket_transmitted_bytes",
+            "Bytes delivered on WebSockets (a fan-out to N counts N)",
+            lambda a: s.bytes_sent if (s := state(a)) else 0,
+        )
+        yield family(
+            CounterMetricFamily,
+            "soketi_ws_messages_received",
+            "WebSocket messages received",
+            lambda a: ws_in.get(a, [0, 0])[1],
+        )
+        yield family(
+            CounterMetricFamily,
+            "soketi_ws_messages_sent",
+            "WebSocket messages delivered (a fan-out to N counts N)",
+            lambda a: s.sent if (s := state(a)) else 0,
+        )
+        yield family(
+            UnknownMetricFamily,
+            "soketi_http_received_bytes",
+            "Bytes of HTTP API request bodies (successful calls)",
+            lambda a: http.get(a, [0, 0, 0])[1],
+        )
+        yield family(
+            UnknownMetricFamily,
+            "soketi_http_transmitted_bytes",
+            "Bytes of HTTP API response bodies (successful calls)",
+            lambda a: http.get(a, [0, 0, 0])[2],
+        )
+        yield family(
+            CounterMetricFamily,
+            "soketi_http_calls_received",
+            "Successful HTTP API calls",
+            lambda a: http.get(a, [0, 0, 0])[0],
+        )
+        for metric in self._process.collect():  # soketi_process_*, with the port label
+            renamed = Metric("soketi_" + metric.name, metric.documentation, metric.type)
+            for sample in metric.samples:
+                renamed.add_sample(
+                    "soketi_" + sample.name, {**sample.labels, "port": port}, sample.value
+                )
+            yield renamed

@@ -55,10 +55,12 @@ class Edge(asyncio.Protocol):
         "_pending",
         "_reader",
         "_task",
+        "bytes_in",
         "close_code",
         "deadline",
         "gateway",
         "listener",
+        "messages_in",
         "ping_sent",
         "seen",
         "session",
@@ -76,6 +78,8 @@ class Edge(asyncio.Protocol):
         self.ping_sent = 0.0
         self.deadline = 0.0  # HTTP: the request must be complete by then; CLOSING: abort then
         self.close_code: int | None = None  # the WebSocket's close code, ours or the peer's
+        self.bytes_in = 0  # read as a WebSocket (metrics: summed per app at scrape time)
+        self.messages_in = 0  # text messages received
         self._idle = False  # HTTP keep-alive: a response went out, no byte of the next request
         self._reader: RequestReader | None = RequestReader(listener.limits.max_request_bytes)
         self._parser: FrameParser | None = None
@@ -100,9 +104,8 @@ class Edge(asyncio.Protocol):
         self.state = CLOSED
         self.listener.closed(self)
         if self.session is not None:  # a WebSocket ended: with its close code, or 1006
-            self.listener.websocket_closed(
-                self.session.app.id, self.close_code or codes.WS_ABNORMAL
-            )
+            code = self.close_code or codes.WS_ABNORMAL
+            self.listener.websocket_closed(self.session.app.id, code, self)
         self._drop_reader()
         self._detach()
         if self._task is not None and not self._task.done():
@@ -123,7 +126,7 @@ class Edge(asyncio.Protocol):
                 self.deadline = self.listener.now() + self.listener.limits.handshake_timeout
             self._http_received(data)
         elif self._parser is not None:
-            listener.ws_bytes_in += len(data)
+            self.bytes_in += len(data)
             self.seen = listener.now()
             self.ping_sent = 0.0
             self._ws_received(data)
@@ -278,6 +281,7 @@ class Edge(asyncio.Protocol):
     def _on_message(self, message: Message) -> None:
         opcode = message.opcode
         if opcode == OP_TEXT:
+            self.messages_in += 1
             try:
                 text = message.payload.decode()
             except UnicodeDecodeError:

@@ -76,7 +76,8 @@ class Listener:
         # counters since start, read by metrics at scrape time
         self.frames_dropped = 0  # frames not queued on a slow consumer (slow_consumer="drop")
         self.slow_closes = 0  # slow consumers closed with 4100 (slow_consumer="close")
-        self.ws_bytes_in = 0
+        # app id -> [bytes, text messages] read on its WebSockets now closed
+        self._ws_in: dict[str, list[int]] = {}
         self.http_bytes_in = 0
         self.http_bytes_out = 0
         self.closes: dict[tuple[str, int], int] = {}  # (app id, close code) -> WebSockets
@@ -162,9 +163,24 @@ class Listener:
         self.connections.discard(edge)
         self.http.pop(edge, None)
 
-    def websocket_closed(self, app_id: str, code: int) -> None:
+    def websocket_closed(self, app_id: str, code: int, edge: Edge) -> None:
         key = (app_id, code)
         self.closes[key] = self.closes.get(key, 0) + 1
+        traffic = self._ws_in.setdefault(app_id, [0, 0])
+        traffic[0] += edge.bytes_in
+        traffic[1] += edge.messages_in
+
+    def ws_in(self) -> dict[str, list[int]]:
+        """App id -> [bytes, text messages] read on its WebSockets since start (the open ones
+        summed now: each connection counts its own, so no shared counter is touched per read)."""
+        total = {app_id: list(t) for app_id, t in self._ws_in.items()}
+        for edge in self.connections:
+            session = edge.session
+            if session is not None and edge.bytes_in:
+                traffic = total.setdefault(session.app.id, [0, 0])
+                traffic[0] += edge.bytes_in
+                traffic[1] += edge.messages_in
+        return total
 
     def refused(self, code: int) -> None:
         """A WebSocket handshake refused: the HTTP status, or the Pusher code of admission."""
