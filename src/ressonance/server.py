@@ -95,6 +95,7 @@ class Server:
             self.api,
             Labels.parse(settings.metrics_app_labels),
             settings.region,
+            self.node.view.broker_latency,
         )
         collectors: list[NodeCollector | SoketiCollector] = [collector]
         if settings.metrics_compat == "soketi":

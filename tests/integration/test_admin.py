@@ -287,6 +287,8 @@ def _cluster_figures(cluster: Cluster, nodes: list[RunningServer]) -> None:
             assert overview["cluster"]["connections"] == 3
             assert overview["cluster"]["regions"] == {"eu": 1, "us": 2}
             assert {n["id"] for n in overview["nodes"]} == {"n1", "n2"}
+            # heartbeats carry the sender's clock: the broker's latency is measured
+            assert scrape(nodes[0])["ressonance_broker_latency_seconds_count"] > 0
 
     asyncio.run(one_on_each())
 

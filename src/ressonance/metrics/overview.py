@@ -121,6 +121,7 @@ class Overview:
             "up": round(self.clock() - self.started, 1),
             "dr": float(self.node.link.draining),
             "bu": float(self.node.broker.connected),
+            "t": round(time.time(), 4),  # the others measure the broker's latency with it
         }
 
     def _nodes(self) -> list[dict[str, Any]]:

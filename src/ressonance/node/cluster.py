@@ -21,6 +21,7 @@ what :meth:`ClusterView.messages_to_send` returns.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,7 @@ from typing import Any
 from ressonance.node import control
 from ressonance.node.cache import CachedEvent, CacheStore
 from ressonance.node.control import Key
+from ressonance.node.stats import LatencyHistogram
 from ressonance.protocol.presence import Member, PresenceRoster
 
 __all__ = [
@@ -159,6 +161,10 @@ class ClusterView:
         self.outbox: list[str] = []  # wire payloads for the broker, oldest first
         self._remote_counts: dict[Key, int] = {}
         self._seq = 0
+        # heartbeat sent (another node's wall clock) -> received here; wall clocks of nodes on
+        # NTP agree within milliseconds (docs/observability.md)
+        self.broker_latency = LatencyHistogram()
+        self.wall: Callable[[], float] = time.time
 
     # what the node asks ------------------------------------------------------------------
     def roster(self, app_id: str, channel: str) -> PresenceRoster | None:
@@ -308,6 +314,9 @@ class ClusterView:
         peer.region = m.region
         peer.conns = m.connections
         peer.stats = m.stats
+        sent = m.stats.get("t")  # the sender's wall clock (its dashboard stats)
+        if sent is not None:
+            self.broker_latency.observe(max(0.0, self.wall() - sent))
         return []
 
     def _on_watch(self, peer: Peer, m: control.Watch, now: float) -> list[Effect]:
