@@ -303,7 +303,14 @@ def test_e_event_creator_delivers_to_pusher_js(
     channel = f"announcements-{secrets.token_hex(3)}"
     with scenario(admin_server, "receive", channel, "news") as client:
         client.wait_for("subscribed")
-        page.goto(f"{admin_server.admin_url}/#/apps/{APP_ID}/publish")
+        # The Apps view: click the app, its channel is listed with the client's subscription.
+        page.goto(f"{admin_server.admin_url}/#/apps")
+        page.click(f"#apps-table tbody tr[data-app='{APP_ID}'] td:nth-child(2)")
+        page.wait_for_url(re.compile(rf"#/apps/{APP_ID}$"))
+        listed = page.locator(f"#channels-table tbody tr[data-channel='{channel}']")
+        expect(listed.locator("td").nth(1)).to_have_text("1")
+        page.click("[data-tab=publish]")
+        page.wait_for_url(re.compile(rf"#/apps/{APP_ID}/publish$"))
         page.fill("#publish-channel", channel)
         page.fill("#publish-event", "news")
 
