@@ -320,6 +320,7 @@
   async function pollOverview() {
     if (overview.inflight) return;
     overview.inflight = true;
+    const started = Date.now();
     try {
       const data = await api('/api/overview');
       overview.lastData = data;
@@ -331,7 +332,9 @@
       }
     } finally {
       overview.inflight = false;
-      if (route.view === 'overview') overview.timer = setTimeout(pollOverview, OVERVIEW_POLL_MS);
+      // every OVERVIEW_POLL_MS from the start of one request to the next, not after it
+      const delay = Math.max(0, OVERVIEW_POLL_MS - (Date.now() - started));
+      if (route.view === 'overview') overview.timer = setTimeout(pollOverview, delay);
     }
   }
 
@@ -897,7 +900,4 @@
   window.addEventListener('hashchange', onRoute);
   if (parseHash().view !== 'overview') loadHeader();
   onRoute();
-
-  // For tests and curious operators: the chart function, no other globals.
-  window.ressonanceDashboard = { drawLineChart };
 })();
