@@ -301,7 +301,9 @@ def test_e_event_creator_delivers_to_pusher_js(
     wait_admin(admin_server)
     login(page, admin_server)
     channel = f"announcements-{secrets.token_hex(3)}"
-    with scenario(admin_server, "receive", channel, "news") as client:
+    presence = f"presence-lobby-{secrets.token_hex(3)}"
+    user = "<b>alice</b>"  # a user id is tenant data too: shown as text
+    with scenario(admin_server, "receive", channel, "news", presence, user) as client:
         client.wait_for("subscribed")
         # The Apps view: click the app, its channel is listed with the client's subscription.
         page.goto(f"{admin_server.admin_url}/#/apps")
@@ -309,6 +311,14 @@ def test_e_event_creator_delivers_to_pusher_js(
         page.wait_for_url(re.compile(rf"#/apps/{APP_ID}$"))
         listed = page.locator(f"#channels-table tbody tr[data-channel='{channel}']")
         expect(listed.locator("td").nth(1)).to_have_text("1")
+        # The presence channel: one subscription, one user, listed by id among the members.
+        lobby = page.locator(f"#channels-table tbody tr[data-channel='{presence}']")
+        expect(lobby.locator("td").nth(2)).to_have_text("1")
+        expect(page.locator("#members details", has_text=presence).locator("li")).to_have_text(
+            [user]
+        )
+        assert page.locator("#members b").count() == 0
+        shots.take("app-details")
         page.click("[data-tab=publish]")
         page.wait_for_url(re.compile(rf"#/apps/{APP_ID}/publish$"))
         page.fill("#publish-channel", channel)

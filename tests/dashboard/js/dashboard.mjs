@@ -26,12 +26,14 @@ const scenarios = {
     return { left: count };
   },
 
-  // Subscribe to <channel>, say so, wait for <event> and report its data.
+  // Subscribe to <channel> (and join <presence channel> as the user <user id>), say so, wait
+  // for <event> on <channel> and report its data.
   async receive() {
-    const [channel, event] = process.argv.slice(3, 5);
-    const client = pusherClient(APP);
+    const [channel, event, presence, userId] = process.argv.slice(3, 7);
+    const client = pusherClient(APP, { presence: { user_id: userId, user_info: { name: userId } } });
     await connected(client);
     const { events } = await subscribed(client, channel);
+    await subscribed(client, presence);
     console.log(JSON.stringify({ subscribed: channel }));
     const got = await events.next((e) => e.event === event, `${event} on ${channel}`, WAIT_MS);
     return { event: got.event, data: got.data };

@@ -490,7 +490,7 @@
 
   // -- one app: details ------------------------------------------------------------------------
 
-  const detail = { timer: null, appId: null };
+  const detail = { timer: null, collapsed: new Set() }; // presence channels the operator closed
 
   function stopDetail() {
     clearTimeout(detail.timer);
@@ -541,7 +541,12 @@
     $('members-empty').hidden = members.length > 0;
     $('members').replaceChildren(
       ...members.map(([channel, users]) => {
-        const box = el('details', null, { open: '' });
+        const box = el('details');
+        box.open = !detail.collapsed.has(channel);
+        box.addEventListener('toggle', () => {
+          if (box.open) detail.collapsed.delete(channel);
+          else detail.collapsed.add(channel);
+        });
         box.append(el('summary', `${channel} (${users.length})`));
         const ul = el('ul', null, { className: 'members' });
         for (const user of users) ul.append(el('li', user, { className: 'mono' }));
