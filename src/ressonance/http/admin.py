@@ -169,7 +169,11 @@ class Admin:
             ("Cache-Control", "no-cache"),
             ("X-Content-Type-Options", "nosniff"),
             ("X-Frame-Options", "DENY"),
-            ("Content-Security-Policy", "default-src 'self'; img-src 'self' data:"),
+            (
+                "Content-Security-Policy",
+                "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; "
+                "form-action 'self'",
+            ),
         ]
         return Response(200, path.read_bytes(), kind, headers)
 
@@ -257,6 +261,8 @@ class Admin:
             raise HttpError(400, "The body is not valid JSON") from None
         if not isinstance(body, dict):
             raise HttpError(400, "The body must be a JSON object")
+        if "name" not in body and "event" in body:  # the dashboard's form says "event"
+            body["name"] = body["event"]
         event = validate_event(app, body, [body.get("channel")])
         if not self.node.publishable():
             raise HttpError(503, "The queue to the other nodes is full: retry later")

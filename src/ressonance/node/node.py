@@ -92,10 +92,10 @@ class Node:
         self.debug = DebugFeed(broker.node_id, self.events, self.view, self._send, clock)
         self._presence = PresenceChanges()  # member events to send at the tick's end
         self._tick_pending = False
-        # publish accepted here -> its frame queued on this node's subscribers, observed after
-        # the loop tick's writes (docs/observability.md)
+        # publish accepted here -> its frame written to this node's subscribers: once per loop
+        # tick, for the tick's first publish (the longest wait of the tick; docs/observability.md)
         self.publish_latency = LatencyHistogram()
-        self._written: list[float] = []  # accept times of this tick's delivered publishes
+        self._tick_publish = 0.0  # when this tick's first delivered publish was accepted
 
     async def start(self) -> None:
         await self.broker.start(self)
@@ -161,7 +161,6 @@ class Node:
             return
         state = self.hub.state(session.app)
         if isinstance(action, ClientEvent):
-            accepted = self.clock()
             state.received_client += 1
             frame = messages.encode_client_event(
                 action.event, action.channel, action.data, action.user_id
@@ -177,7 +176,7 @@ class Node:
                         action.data,
                     )
                 )
-            self._fan_out(state.app.id, action.channel, frame, session.socket_id, accepted)
+            self._fan_out(state.app.id, action.channel, frame, session.socket_id)
         elif isinstance(action, Reply):
             socket.send(text_frame(action.frame))
         elif isinstance(action, Subscribe):
@@ -348,7 +347,6 @@ class Node:
         self, app: App, channel: str, event: str, data: str, exclude: str | None = None
     ) -> None:
         """Publish an HTTP API event on ``channel`` cluster-wide; cache channels keep it."""
-        accepted = self.clock()
         self.hub.state(app).received_api += 1
         if channels.kind_of(channel).cache:
             cached = CachedEvent(event, data, self.clock() + app.cache_ttl)
@@ -357,36 +355,30 @@ class Node:
         if self.events.listeners:
             self.events.emit(events.MessagePublished(app.id, channel, event, len(data), data))
         frame = messages.encode_event(event, channel, data)
-        self._fan_out(app.id, channel, frame, exclude, accepted)
+        self._fan_out(app.id, channel, frame, exclude)
 
-    def _fan_out(
-        self, app_id: str, channel: str, message: str, exclude: str | None, accepted: float
-    ) -> None:
+    def _fan_out(self, app_id: str, channel: str, message: str, exclude: str | None) -> None:
         """Deliver here at once, and through the broker on every other node."""
-        if self._deliver_here(app_id, channel, message, exclude):
-            written = self._written
-            written.append(accepted)
-            if len(written) == 1:  # after Listener's flush, scheduled by the first send
-                soon(self._observe_written)
+        if self._presence.pending:
+            self._flush_presence(app_id, channel)
+        if self._deliver(app_id, channel, message, exclude) and not self._tick_publish:
+            # accepted now (the caller has just accepted it); written by Listener's flush,
+            # which the first send of this tick scheduled before this callback
+            self._tick_publish = self.clock()
+            soon(self._observe_written)
         self.broker.publish(app_id, channel, message, exclude)
 
     def _observe_written(self) -> None:
-        written, self._written = self._written, []
-        now = self.clock()
-        observe = self.publish_latency.observe
-        for accepted in written:
-            observe(now - accepted)
+        self.publish_latency.observe(self.clock() - self._tick_publish)
+        self._tick_publish = 0.0
 
     def deliver(self, app_id: str, channel: str, message: str, exclude: str | None) -> None:
         """Write ``message`` to this node's subscribers of ``channel``: encoded once, the same
         bytes queued on every socket (docs/design.md "Hot-path rules"), after the channel's
         member events of this tick (they happened first)."""
-        self._deliver_here(app_id, channel, message, exclude)
-
-    def _deliver_here(self, app_id: str, channel: str, message: str, exclude: str | None) -> int:
         if self._presence.pending:
             self._flush_presence(app_id, channel)
-        return self._deliver(app_id, channel, message, exclude)
+        self._deliver(app_id, channel, message, exclude)
 
     def _deliver(self, app_id: str, channel: str, message: str, exclude: str | None) -> int:
         """The number of sockets ``message`` was queued on (counted once per message)."""

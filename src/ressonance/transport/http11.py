@@ -18,6 +18,7 @@ _REASONS = {
     101: "Switching Protocols",
     200: "OK",
     204: "No Content",
+    303: "See Other",
     400: "Bad Request",
     401: "Unauthorized",
     403: "Forbidden",
