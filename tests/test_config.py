@@ -186,3 +186,47 @@ def test_origins_from_a_list_or_a_string_are_normalised_alike(tmp_path: Path) ->
     }
     from_string = load(env=env).apps[0].allowed_origins
     assert from_list == from_string == ("https://a.example", "https://b.example")
+
+
+def test_admin_token_generated_on_loopback_and_required_elsewhere(tmp_path: Path) -> None:
+    settings = load(env={})
+    assert settings.admin_port == 9601 and settings.admin_host == "127.0.0.1"
+    assert settings.admin_token_generated and len(settings.admin_token) >= 16
+    assert load(env={}).admin_token != settings.admin_token  # a new one each run
+    with pytest.raises(ConfigError, match="not a loopback address: set RESSONANCE_ADMIN_TOKEN"):
+        load(env={"RESSONANCE_ADMIN_HOST": "0.0.0.0"})
+    chosen = load(env={"RESSONANCE_ADMIN_HOST": "0.0.0.0", "RESSONANCE_ADMIN_TOKEN": "t" * 20})
+    assert chosen.admin_token == "t" * 20 and not chosen.admin_token_generated
+    with pytest.raises(ConfigError, match="at least 16 characters"):
+        load(env={"RESSONANCE_ADMIN_TOKEN": "short"})
+    off = load(env={"RESSONANCE_ADMIN_PORT": "0", "RESSONANCE_ADMIN_HOST": "0.0.0.0"})
+    assert off.admin_port == 0 and not off.admin_token  # off: nothing to protect
+    with pytest.raises(ConfigError, match="admin_port must differ from port"):
+        load(cli={"port": 7000, "admin_port": 7000})
+
+
+@pytest.mark.parametrize(
+    ("toml", "env", "expected"),
+    [
+        ("", None, ""),
+        ("metrics_app_labels = true", None, "*"),
+        ("metrics_app_labels = false", None, ""),
+        ('metrics_app_labels = ["1", "2"]', None, "1,2"),
+        ("", "true", "*"),
+        ("", "1001, 1002", "1001,1002"),
+    ],
+)
+def test_metrics_app_labels(tmp_path: Path, toml: str, env: str | None, expected: str) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(toml + "\n", encoding="utf-8")
+    environ = {"RESSONANCE_METRICS_APP_LABELS": env} if env is not None else {}
+    assert load(env=environ, config_file=config).metrics_app_labels == expected
+
+
+def test_metrics_settings_refused(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text("metrics_app_labels = 3\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="metrics_app_labels"):
+        load(env={}, config_file=config)
+    with pytest.raises(ConfigError, match="metrics_compat"):
+        load(env={"RESSONANCE_METRICS_COMPAT": "pusher"})

@@ -75,6 +75,7 @@ class Server:
         await self.listener.listen(
             self.settings.host, self.settings.port, reuse_port=self.settings.workers > 1
         )
+        self.listener.flushed = self.node.written  # publish latency, once per loop tick
         self.overview = Overview(self.node, self.listener, self.settings.region)
         self.node.link.stats_source = self.overview.heartbeat_stats  # for others' dashboards
         if self.settings.admin_port:

@@ -280,7 +280,10 @@ def _cluster_figures(cluster: Cluster, nodes: list[RunningServer]) -> None:
                     ),
                     8,
                 )
-                assert scrape(node)["ressonance_cluster_nodes"] == 2
+                samples = scrape(node)
+                assert samples["ressonance_cluster_nodes"] == 2
+                assert samples['ressonance_cluster_node_connections{node_id="n1",region="eu"}'] == 1
+                assert samples['ressonance_cluster_node_connections{node_id="n2",region="us"}'] == 2
             status, _, body = admin_call(nodes[0], "GET", "/api/overview", bearer())
             overview = json.loads(body)
             assert status == 200

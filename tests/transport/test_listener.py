@@ -163,3 +163,12 @@ async def test_drain_steps_close_websockets_with_the_gateway_and_refuse_new_ones
     finally:
         writer.close()
         listener.abort_all()
+
+
+@pytest.mark.asyncio
+async def test_unready_at_the_node_wide_connection_limit() -> None:
+    listener = Listener(LIMITS, handle, EchoGateway())
+    assert listener.unready() == []
+    listener.max_sockets = 20  # what the fd limit leaves: 4 WebSockets past the HTTP room
+    listener.connections.update(object() for _ in range(4))  # type: ignore[misc]
+    assert listener.unready() == ["at the node's connection limit (file descriptors)"]

@@ -57,6 +57,7 @@ FAMILIES = (
     "ressonance_broker_dropped",
     "ressonance_cluster_nodes",
     "ressonance_cluster_connections",
+    "ressonance_cluster_node_connections",
     "ressonance_build_info",
 )
 
@@ -275,6 +276,16 @@ class NodeCollector(Collector):
         regions[self.region] += node.hub.connection_count()
         for peer in view.peers.values():
             regions[peer.region] += sum(peer.conns.values())
+        per_node = GaugeMetricFamily(
+            "ressonance_cluster_node_connections",
+            "WebSocket connections of each node of the cluster, as its heartbeats tell "
+            "(with --workers, every worker on the one admin port)",
+            labels=["node_id", "region"],
+        )
+        per_node.add_metric([broker.node_id, self.region], node.hub.connection_count())
+        for peer in view.peers.values():
+            per_node.add_metric([peer.node_id, peer.region], sum(peer.conns.values()))
+        yield per_node
         by_region = GaugeMetricFamily(
             "ressonance_cluster_connections",
             "WebSocket connections in the whole cluster, by the region of their node",

@@ -362,15 +362,15 @@ class Node:
         if self._presence.pending:
             self._flush_presence(app_id, channel)
         if self._deliver(app_id, channel, message, exclude) and not self._tick_publish:
-            # accepted now (the caller has just accepted it); written by Listener's flush,
-            # which the first send of this tick scheduled before this callback
-            self._tick_publish = self.clock()
-            soon(self._observe_written)
+            self._tick_publish = self.clock()  # accepted now: the caller has just taken it
         self.broker.publish(app_id, channel, message, exclude)
 
-    def _observe_written(self) -> None:
-        self.publish_latency.observe(self.clock() - self._tick_publish)
-        self._tick_publish = 0.0
+    def written(self) -> None:
+        """The transport wrote this loop tick's frames (it calls this once per tick, after
+        its writes): the tick's first delivered publish is observed, then forgotten."""
+        if self._tick_publish:
+            self.publish_latency.observe(self.clock() - self._tick_publish)
+            self._tick_publish = 0.0
 
     def deliver(self, app_id: str, channel: str, message: str, exclude: str | None) -> None:
         """Write ``message`` to this node's subscribers of ``channel``: encoded once, the same

@@ -14,6 +14,7 @@ import os
 import resource
 import socket
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ressonance.exchange import RequestHandler
@@ -83,6 +84,8 @@ class Listener:
         self.closes: dict[tuple[str, int], int] = {}  # (app id, close code) -> WebSockets
         self.refusals: dict[int, int] = {}  # HTTP status or Pusher code -> refused handshakes
         self._dirty: list[Edge] = []
+        # called once per loop tick after its writes (the node measures publish latency)
+        self.flushed: Callable[[], None] | None = None
         self._loop = asyncio.get_running_loop()
         self.now = self._loop.time
         self._server: asyncio.Server | None = None
@@ -205,6 +208,8 @@ class Listener:
         dirty, self._dirty = self._dirty, []
         for edge in dirty:
             edge.flush()
+        if self.flushed is not None:
+            self.flushed()
 
     def slow_consumer(self, edge: Edge) -> None:
         """The socket's write buffer is over the high-water mark (docs/design.md)."""
