@@ -48,7 +48,9 @@ def chromium_executable() -> str:
     raise AssertionError("unreachable")
 
 
-@pytest.fixture(scope="session")
+# Per module, not per session: Playwright's sync API keeps an event loop running in this
+# thread until it stops, and every asyncio test after it would then fail to start its own.
+@pytest.fixture(scope="module")
 def browser(chromium_executable: str) -> Iterator[Browser]:
     try:
         from playwright.sync_api import sync_playwright
