@@ -184,7 +184,8 @@ class Admin:
             return json_response(200, self.overview())
         if path == "/api/apps":
             apps = await self.apps.all()
-            return json_response(200, {"apps": [self._app_summary(a) for a in apps]})
+            rates = self._app_rates()  # one overview for the whole list
+            return json_response(200, {"apps": [self._app_summary(a, rates) for a in apps]})
         events = _APP_EVENTS.fullmatch(path)
         if events is not None:
             return await self._events(await self._app(events.group(1)), request)
@@ -202,9 +203,9 @@ class Admin:
             raise HttpError(404, "App not found")
         return app
 
-    def _app_summary(self, app: App) -> dict[str, Any]:
+    def _app_summary(self, app: App, rates: dict[str, float]) -> dict[str, Any]:
         state = self.node.hub.get(app.id)
-        rate = self.overview_rates().get(app.id, 0.0)
+        rate = rates.get(app.id, 0.0)
         return {
             "id": app.id,
             "key": app.key,
@@ -215,7 +216,7 @@ class Admin:
             "channels": queries.occupied_count(self.node, app),
         }
 
-    def overview_rates(self) -> dict[str, float]:
+    def _app_rates(self) -> dict[str, float]:
         rates = self.overview().get("app_rates", {})
         return rates if isinstance(rates, dict) else {}
 
@@ -232,7 +233,7 @@ class Admin:
         }
         errors = self.node.debug.errors(app.id)
         return {
-            "app": self._app_summary(app),
+            "app": self._app_summary(app, self._app_rates()),
             "channels": channels,
             "members": members,
             "errors": errors,
