@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ressonance.apps.static import check_unique
+from ressonance.apps.validation import coerce, make_app
 from ressonance.errors import ConfigError
 from ressonance.models import App
 from ressonance.scaling.factory import check_url as check_broker_url
@@ -66,7 +67,6 @@ _SERVER_KEYS = {f.name for f in dataclasses.fields(Settings)} - {
     "dev_app",
     "admin_token_generated",
 }
-_APP_FIELDS = {f.name: f for f in dataclasses.fields(App)}
 _POSITIVE = {
     "port",
     "activity_timeout",
@@ -81,63 +81,6 @@ _POSITIVE = {
     "workers",
     "replay_guard_size",
 }
-
-
-def _coerce(name: str, value: Any, kind: Any) -> Any:
-    """Turn a TOML or environment value into the field's type, or raise ConfigError."""
-    text_bool = {
-        "1": True,
-        "true": True,
-        "yes": True,
-        "on": True,
-        "0": False,
-        "false": False,
-        "no": False,
-        "off": False,
-    }
-    if kind in (bool, "bool"):
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.strip().lower() in text_bool:
-            return text_bool[value.strip().lower()]
-    elif kind in (int, "int"):
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        digits = value.strip().removeprefix("-") if isinstance(value, str) else ""
-        if digits.isascii() and digits.isdigit() and len(digits) < 20:  # not "²", not 5,000
-            return int(value.strip())
-    elif kind in (str, "str"):
-        if isinstance(value, str | int) and not isinstance(value, bool):
-            return str(value)
-    elif isinstance(value, list | str):  # origins: a TOML array or a comma-separated string
-        items = value.split(",") if isinstance(value, str) else value
-        return tuple(str(v).strip().rstrip("/").lower() for v in items if str(v).strip())
-    raise ConfigError(f"{name}: {value!r} is not a valid {getattr(kind, '__name__', kind)}")
-
-
-def make_app(values: Mapping[str, Any], where: str) -> App:
-    """An :class:`App` from a TOML table or environment values; id, key and secret required."""
-    unknown = set(values) - set(_APP_FIELDS)
-    if unknown:
-        raise ConfigError(f"{where}: unknown app setting(s) {', '.join(sorted(unknown))}")
-    missing = [k for k in ("id", "key", "secret") if not values.get(k)]
-    if missing:
-        raise ConfigError(f"{where}: an app needs {', '.join(missing)}")
-    kwargs = {k: _coerce(f"{where}.{k}", v, _APP_FIELDS[k].type) for k, v in values.items()}
-    app = App(**kwargs)
-    for name in (
-        "max_payload_kb",
-        "max_client_events_per_second",
-        "max_subscriptions_per_second",
-        "max_channels_per_connection",
-        "max_connections",
-        "max_presence_members",
-        "max_presence_member_kb",
-        "cache_ttl",
-    ):
-        if getattr(app, name) < 0:
-            raise ConfigError(f"{where}.{name} must not be negative")
-    return app
 
 
 def _env_app(env: Mapping[str, str]) -> App | None:
@@ -191,7 +134,7 @@ def load(
 def _validate(values: dict[str, Any], apps: list[App]) -> Settings:
     types = {f.name: f.type for f in dataclasses.fields(Settings)}
     labels = values.pop("metrics_app_labels", "")  # true, false, an array or a string
-    clean = {k: _coerce(k, v, types[k]) for k, v in values.items()}
+    clean = {k: coerce(k, v, types[k]) for k, v in values.items()}
     if not isinstance(labels, bool | str | list) or (
         isinstance(labels, list) and not all(isinstance(x, str) for x in labels)
     ):
