@@ -5,6 +5,7 @@
 # for the benchmark's load generator (tests/test_bench_smoke.py); chromium for the dashboard's
 # browser tests (tests/dashboard, driven by Playwright with executable_path=/usr/bin/chromium).
 # promtool (Debian package prometheus) checks deploy/prometheus and the Grafana queries.
+# postgresql: initdb and postgres for a private server per test module (tests/storage).
 # Installs only what is missing.
 set -euo pipefail
 # has BINARY: on PATH or in the system directories (/usr/sbin may not be on PATH)
@@ -25,6 +26,8 @@ has nginx || missing+=(nginx)
 has gcc || missing+=(gcc)  # bench/loadgen.c, built by the bench smoke tests
 has chromium || missing+=(chromium)  # tests/dashboard: a real headless browser
 has promtool || missing+=(prometheus)  # promtool: tests/test_observability_files.py
+# initdb + postgres: a private PostgreSQL for tests/storage (Debian keeps them off PATH)
+has initdb || compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "install-test-deps: missing ${missing[*]}; run as root or install them" >&2

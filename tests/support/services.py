@@ -1,4 +1,4 @@
-"""Private redis-server and nats-server processes for tests, on free loopback ports.
+"""Private redis-server, nats-server and PostgreSQL processes for tests, on free loopback ports.
 
 Never the shared system services (6379, 4222): each test module starts its own, and can stop,
 kill and restart it on the same port to test what a broker does when its server goes away.
@@ -12,6 +12,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -152,3 +153,128 @@ def nats_server(tmp_path: Path, max_payload: int | None = None) -> Iterator[Serv
     )
     with _running(service):
         yield service
+
+
+POSTGRES_USER = "ressonance"  # the superuser initdb creates, trusted on 127.0.0.1
+POSTGRES_DATABASE = "ressonance"
+
+
+def _postgres_binary(name: str) -> str:
+    """``name`` (initdb, postgres, createdb) on PATH, in the system directories or in Debian's
+    versioned /usr/lib/postgresql/N/bin (the newest); missing, as :func:`require`."""
+    found = shutil.which(name) or shutil.which(name, path=os.pathsep.join(KNOWN_PATHS))
+    if found:
+        return found
+    versions = Path("/usr/lib/postgresql").glob("*/bin")
+    for directory in sorted(versions, key=lambda bin_: bin_.parent.name.zfill(4), reverse=True):
+        if (directory / name).is_file():
+            return str(directory / name)
+    return require(name)
+
+
+def _unprivileged() -> list[str]:
+    """As root, the prefix that runs a command as ``nobody``: postgres refuses to run as root
+    (https://www.postgresql.org/docs/current/postgres-user.html). ``setpriv`` execs in place, so
+    the process started is postgres itself and signals reach it directly."""
+    if os.geteuid() != 0:
+        return []
+    return ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"]
+
+
+class PostgresService(Service):
+    """A private PostgreSQL; :meth:`stop` is a fast shutdown (SIGINT: clients are disconnected,
+    https://www.postgresql.org/docs/current/server-shutdown.html), so a later :meth:`start` on
+    the same data directory and port comes back with the data."""
+
+    def stop(self, timeout: float = 5.0) -> None:
+        if self._process is None or self._process.poll() is not None:
+            return
+        self._process.send_signal(signal.SIGINT)
+        try:
+            self._process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+
+@contextmanager
+def postgres_server(tmp_path: Path) -> Iterator[PostgresService]:
+    """A private PostgreSQL on a free loopback port, TCP only (no unix socket), trust auth for
+    the superuser ``ressonance`` and a database ``ressonance``; ``url`` is its DSN.
+
+    The data directory is a fresh private directory under the system temp dir rather than
+    ``tmp_path``, which, as root, sits in pytest's 0700 ``pytest-of-root`` where ``nobody``
+    cannot reach it; it is removed after. The server log is ``tmp_path/postgres.log``.
+    """
+    initdb = _postgres_binary("initdb")
+    postgres = _postgres_binary("postgres")
+    createdb = _postgres_binary("createdb")
+    data = Path(tempfile.mkdtemp(prefix="ressonance-pg-"))
+    try:
+        if os.geteuid() == 0:
+            shutil.chown(data, "nobody", "nogroup")
+        pgdata = data / "data"
+        init = subprocess.run(
+            [
+                *_unprivileged(),
+                initdb,
+                "-D",
+                str(pgdata),
+                "-U",
+                POSTGRES_USER,
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--no-sync",
+                "--no-instructions",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            timeout=60,
+            cwd=data,
+            check=False,
+        )
+        if init.returncode != 0:
+            raise RuntimeError(f"initdb failed:\n{init.stdout.decode(errors='replace')}")
+        service = PostgresService(
+            lambda port: [
+                *_unprivileged(),
+                postgres,
+                "-D",
+                str(pgdata),
+                "-p",
+                str(port),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "unix_socket_directories=",
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+            ],
+            f"postgresql://{POSTGRES_USER}@127.0.0.1:{{port}}/{POSTGRES_DATABASE}",
+            tmp_path / "postgres.log",
+        )
+        with _running(service):
+            created = subprocess.run(
+                [
+                    createdb,
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(service.port),
+                    "-U",
+                    POSTGRES_USER,
+                    POSTGRES_DATABASE,
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                timeout=30,
+                check=False,
+            )
+            if created.returncode != 0:
+                raise RuntimeError(f"createdb failed:\n{created.stdout.decode(errors='replace')}")
+            yield service
+    finally:
+        shutil.rmtree(data, ignore_errors=True)
