@@ -12,6 +12,7 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "ressonance"
 THIRD_PARTY_HOME = {
+    "asyncpg": "storage/postgres.py",
     "httptools": "transport/http11.py",
     "nats": "scaling/nats.py",
     "prometheus_client": "metrics/prometheus.py",
@@ -64,6 +65,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "transport": {"errors", "exchange", "faultlog", "protocol"},
     "scaling": {"errors", "faultlog"},
     "apps": {"errors", "models"},
+    "storage": {"errors"},
     "node": {"errors", "models", "faultlog", "protocol", "scaling", "apps"},
     "http": {"errors", "exchange", "models", "protocol", "node", "apps"},
     # metrics read the node, the public listener and the API at scrape time

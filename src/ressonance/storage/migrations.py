@@ -1,0 +1,113 @@
+"""Versioned schema migrations, applied in order when a database starts.
+
+Each :class:`Migration` has a version (strictly increasing), a name, and its statements for
+each engine (the types differ; the columns do not). :func:`migrate` runs every version not yet
+recorded in ``schema_migrations`` inside one transaction that first takes the database's
+migration lock, so two nodes starting together apply each version once: on PostgreSQL
+``pg_advisory_xact_lock`` (held until the transaction ends,
+https://www.postgresql.org/docs/current/functions-admin.html#FUNCTIONS-ADVISORY-LOCKS), on
+SQLite the ``BEGIN IMMEDIATE`` every SQLite transaction starts with
+(https://www.sqlite.org/lang_transaction.html). DDL is transactional on both engines, so a
+failed migration leaves nothing behind. A migration once released is never edited: a change is
+a new version.
+
+Version 1, the app store's tables:
+
+``schema_migrations``
+    ``version`` (primary key), ``name``, ``applied_at`` (Unix time, seconds).
+``apps``
+    ``id`` the Pusher app id (text, primary key); ``name`` for people; ``enabled`` (a disabled
+    app refuses connections and publishes; SQLite answers 0/1, PostgreSQL a boolean: read it
+    with ``bool()``); ``settings`` a JSON object as text, the limits and flags of the app
+    (``'{}'`` by default); ``created_at``, ``updated_at`` (Unix time, seconds, a float).
+``app_keys``
+    The credentials of an app, several during a rotation: ``key`` (primary key, so unique:
+    the lookup a connection makes), ``app_id`` (deleted with its app), ``secret`` (text, which
+    may hold an encrypted form later), ``created_at``, ``expires_at`` (Unix time, NULL: never).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from ressonance.storage.base import Database, Executor
+
+# pg_advisory_xact_lock key of the migrations: any constant no other lock of this database uses
+LOCK_ID = 0x7265_7373  # "ress"
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    sqlite: tuple[str, ...]
+    postgres: tuple[str, ...]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "apps and app_keys",
+        sqlite=(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+            " applied_at REAL NOT NULL)",
+            "CREATE TABLE apps (id TEXT PRIMARY KEY, name TEXT NOT NULL DEFAULT '',"
+            " enabled INTEGER NOT NULL DEFAULT 1 CHECK (enabled IN (0, 1)),"
+            " settings TEXT NOT NULL DEFAULT '{}',"
+            " created_at REAL NOT NULL, updated_at REAL NOT NULL)",
+            "CREATE TABLE app_keys (key TEXT PRIMARY KEY,"
+            " app_id TEXT NOT NULL REFERENCES apps (id) ON DELETE CASCADE,"
+            " secret TEXT NOT NULL, created_at REAL NOT NULL, expires_at REAL)",
+            "CREATE INDEX app_keys_app_id ON app_keys (app_id)",
+        ),
+        postgres=(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+            " applied_at DOUBLE PRECISION NOT NULL)",
+            "CREATE TABLE apps (id TEXT PRIMARY KEY, name TEXT NOT NULL DEFAULT '',"
+            " enabled BOOLEAN NOT NULL DEFAULT TRUE, settings TEXT NOT NULL DEFAULT '{}',"
+            " created_at DOUBLE PRECISION NOT NULL, updated_at DOUBLE PRECISION NOT NULL)",
+            "CREATE TABLE app_keys (key TEXT PRIMARY KEY,"
+            " app_id TEXT NOT NULL REFERENCES apps (id) ON DELETE CASCADE,"
+            " secret TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL,"
+            " expires_at DOUBLE PRECISION)",
+            "CREATE INDEX app_keys_app_id ON app_keys (app_id)",
+        ),
+    ),
+)
+
+_TABLE_EXISTS = {
+    "sqlite": "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'",
+    "postgres": "SELECT 1 FROM pg_tables"
+    " WHERE schemaname = current_schema() AND tablename = 'schema_migrations'",
+}
+
+
+async def _applied(tx: Executor, db: Database) -> set[int]:
+    if not await tx.fetch(_TABLE_EXISTS[db.dialect]):
+        return set()
+    return {int(row["version"]) for row in await tx.fetch("SELECT version FROM schema_migrations")}
+
+
+async def migrate(db: Database, migrations: tuple[Migration, ...] = MIGRATIONS) -> list[int]:
+    """Apply the migrations ``db`` has not recorded yet, in version order; the versions
+    applied (empty when the schema is current)."""
+    done: list[int] = []
+    async with db.transaction() as tx:
+        if db.dialect == "postgres":
+            await tx.fetch("SELECT pg_advisory_xact_lock(?)", LOCK_ID)
+        applied = await _applied(tx, db)
+        for migration in sorted(migrations, key=lambda m: m.version):
+            if migration.version in applied:
+                continue
+            statements = migration.sqlite if db.dialect == "sqlite" else migration.postgres
+            for statement in statements:
+                await tx.execute(statement)
+            await tx.execute(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                migration.version,
+                migration.name,
+                time.time(),
+            )
+            done.append(migration.version)
+    return done
