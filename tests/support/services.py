@@ -184,7 +184,18 @@ def _unprivileged() -> list[str]:
 class PostgresService(Service):
     """A private PostgreSQL; :meth:`stop` is a fast shutdown (SIGINT: clients are disconnected,
     https://www.postgresql.org/docs/current/server-shutdown.html), so a later :meth:`start` on
-    the same data directory and port comes back with the data."""
+    the same data directory and port comes back with the data. :meth:`start` returns once it
+    accepts sessions (it accepts TCP a little earlier, answering "starting up")."""
+
+    def start(self, timeout: float = 10.0) -> None:
+        super().start(timeout)
+        ready = [_postgres_binary("pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port)]
+        deadline = time.monotonic() + timeout
+        while subprocess.run([*ready, "-t", "1"], timeout=5, check=False).returncode != 0:
+            if time.monotonic() > deadline:
+                self.kill()
+                raise TimeoutError(f"{self.url} not ready within {timeout} s:\n{self.log()}")
+            time.sleep(0.02)
 
     def stop(self, timeout: float = 5.0) -> None:
         if self._process is None or self._process.poll() is not None:

@@ -43,7 +43,7 @@ def _translate(error: sqlite3.Error) -> StorageError:
 def _create_private(path: Path) -> None:
     """The directory (0700) and the empty file (0600), when missing."""
     if not path.parent.exists():
-        path.parent.mkdir(mode=0o700, parents=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # another node may race
     fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
     os.close(fd)
 
