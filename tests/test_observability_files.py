@@ -6,9 +6,7 @@ and promtool accepts the rules, the configuration and every dashboard query."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,6 +15,7 @@ from typing import Any
 import pytest
 
 from ressonance.metrics import prometheus
+from tests.support.services import require
 
 REPO = Path(__file__).resolve().parent.parent
 DASHBOARD = REPO / "deploy" / "grafana" / "ressonance.json"
@@ -306,22 +305,9 @@ def test_family_names_follow_prometheus_client() -> None:
     assert family_of("soketi_socket_received_bytes_total") is None
 
 
-def promtool() -> str:
-    found = shutil.which("promtool") or next(
-        (p for p in ("/usr/bin/promtool", "/usr/local/bin/promtool") if os.access(p, os.X_OK)),
-        None,
-    )
-    if found is None:
-        message = "promtool not installed (Debian: apt-get install prometheus)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message + "; scripts/install-test-deps.sh installs it")
-        pytest.skip(message)
-    return found
-
-
 def run_promtool(*args: str) -> None:
     done = subprocess.run(
-        [promtool(), *args], capture_output=True, text=True, timeout=30, check=False
+        [require("promtool"), *args], capture_output=True, text=True, timeout=30, check=False
     )
     assert done.returncode == 0, done.stdout + done.stderr
 

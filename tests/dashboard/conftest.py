@@ -2,15 +2,15 @@
 driven by Playwright with ``executable_path``; nothing is downloaded), the real server with its
 admin listener on a free loopback port, screenshots as test artifacts.
 
-A missing chromium or Playwright fails the tests in CI (``CI=true``) and skips them elsewhere;
-``scripts/install-test-deps.sh`` installs chromium, ``pip install -e .[test]`` Playwright.
+Chromium is found like the other test binaries (:func:`tests.support.services.require`:
+``scripts/install-test-deps.sh`` installs it); Playwright is a test dependency
+(``pip install -e .[test]``), so its absence is a failure.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,20 +18,14 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from tests.support.server import RunningServer, free_port, run_server
+from tests.support.services import require
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
 
 ADMIN_TOKEN = "dashboard-test-token-0123456789"
-CHROMIUM_PATHS = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
 VIEWPORT = {"width": 1366, "height": 900}  # a laptop screen
 TIMEOUT_MS = 10_000  # every Playwright wait (navigation, selector, expect)
-
-
-def _missing(reason: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason} (CI must run the browser tests)", pytrace=False)
-    pytest.skip(reason)
 
 
 def admin_settings(port: int | None = None) -> dict[str, Any]:
@@ -41,22 +35,14 @@ def admin_settings(port: int | None = None) -> dict[str, Any]:
 
 @pytest.fixture(scope="session")
 def chromium_executable() -> str:
-    for path in (*CHROMIUM_PATHS, shutil.which("chromium") or ""):
-        if path and os.access(path, os.X_OK):
-            return path
-    _missing("chromium is not installed: run scripts/install-test-deps.sh as root")
-    raise AssertionError("unreachable")
+    return require("chromium")
 
 
 # Per module, not per session: Playwright's sync API keeps an event loop running in this
 # thread until it stops, and every asyncio test after it would then fail to start its own.
 @pytest.fixture(scope="module")
 def browser(chromium_executable: str) -> Iterator[Browser]:
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _missing("playwright is not installed: pip install -e '.[test]'")
-    from playwright.sync_api import expect
+    from playwright.sync_api import expect, sync_playwright
 
     expect.set_options(timeout=TIMEOUT_MS)
     with sync_playwright() as pw:
