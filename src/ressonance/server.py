@@ -76,7 +76,7 @@ class Server:
             self.settings.host, self.settings.port, reuse_port=self.settings.workers > 1
         )
         self.listener.flushed = self.node.written  # publish latency, once per loop tick
-        self.overview = Overview(self.node, self.listener, self.settings.region)
+        self.overview = Overview(self.node, self.listener, self.api, self.settings.region)
         self.node.link.stats_source = self.overview.heartbeat_stats  # for others' dashboards
         if self.settings.admin_port:
             await self._start_admin(self.listener, self.overview)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ressonance import __version__
+from ressonance.http.api import Api
 from ressonance.node.node import Node
 from ressonance.node.stats import LATENCY_BUCKETS, quantile
 from ressonance.transport.listener import Listener
@@ -51,11 +52,13 @@ class Overview:
         self,
         node: Node,
         listener: Listener,
+        api: Api,
         region: str,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.node = node
         self.listener = listener
+        self.api = api
         self.region = region
         self.clock = clock
         self.started = clock()
@@ -67,7 +70,13 @@ class Overview:
     def _take(self) -> Sample:
         states = self.node.hub.all()
         per_app = {s.app.id: s.received_api + s.received_client + s.sent for s in states}
-        errors = sum(sum(s.errors.values()) for s in states) + sum(self.listener.refusals.values())
+        # what went wrong for a client: pusher:error frames, refused handshakes, and HTTP API
+        # requests answered 4xx/5xx (a bad signature is an error an operator wants to see)
+        errors = (
+            sum(sum(s.errors.values()) for s in states)
+            + sum(self.listener.refusals.values())
+            + sum(n for (_, status), n in self.api.requests.items() if status >= 400)
+        )
         return Sample(
             t=self.clock(),
             cpu=time.process_time(),
