@@ -135,11 +135,7 @@ def _validate(values: dict[str, Any], apps: list[App]) -> Settings:
     types = {f.name: f.type for f in dataclasses.fields(Settings)}
     labels = values.pop("metrics_app_labels", "")  # true, false, an array or a string
     clean = {k: coerce(k, v, types[k]) for k, v in values.items()}
-    if not isinstance(labels, bool | str | list) or (
-        isinstance(labels, list) and not all(isinstance(x, str) for x in labels)
-    ):
-        raise ConfigError("metrics_app_labels must be true, false or a list of app ids")
-    clean["metrics_app_labels"] = tuple(labels) if isinstance(labels, list) else labels
+    clean["metrics_app_labels"] = _app_labels(labels)
     for name in _POSITIVE:
         if name in clean and clean[name] <= 0:
             raise ConfigError(f"{name} must be greater than 0")
@@ -160,6 +156,23 @@ def _validate(values: dict[str, Any], apps: list[App]) -> Settings:
 
 def is_loopback(host: str) -> bool:
     return host in ("127.0.0.1", "::1", "localhost") or host.startswith("127.")
+
+
+def _app_labels(value: object) -> str:
+    """``metrics_app_labels`` as ``""`` (none), ``"*"`` (every app) or comma-separated app ids,
+    from a TOML boolean or array, or a string (the environment's true/false or ids)."""
+    if isinstance(value, list) and all(isinstance(x, str) for x in value):
+        value = ",".join(value)
+    elif isinstance(value, bool):
+        return "*" if value else ""
+    if not isinstance(value, str):
+        raise ConfigError("metrics_app_labels must be true, false or a list of app ids")
+    word = value.strip().lower()
+    if word in ("true", "yes", "on", "1", "*"):
+        return "*"
+    if word in ("false", "no", "off", "0"):
+        return ""
+    return ",".join(x.strip() for x in value.split(",") if x.strip())
 
 
 def _validate_admin(clean: dict[str, Any]) -> None:
@@ -184,17 +197,6 @@ def _validate_admin(clean: dict[str, Any]) -> None:
         raise ConfigError("admin_token must be at least 16 characters")
     if clean.get("metrics_compat", "") not in ("", "soketi"):
         raise ConfigError("metrics_compat must be empty or 'soketi'")
-    labels = clean.get("metrics_app_labels", "")
-    if isinstance(labels, bool):
-        labels = "*" if labels else ""
-    elif isinstance(labels, tuple):
-        labels = ",".join(labels)
-    labels = str(labels)
-    if labels.strip().lower() in ("true", "yes", "on", "1", "*"):
-        labels = "*"
-    elif labels.strip().lower() in ("false", "no", "off", "0", ""):
-        labels = ""
-    clean["metrics_app_labels"] = ",".join(x.strip() for x in labels.split(",") if x.strip())
 
 
 def _validate_cluster(clean: dict[str, Any]) -> None:
