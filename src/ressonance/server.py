@@ -108,6 +108,7 @@ class Server:
             self.apps,
             exposition.render,
             overview.snapshot,
+            overview.app_rates,
             self.unready,
         )
         self.admin = Listener(limits(settings), admin.handle)

@@ -66,6 +66,7 @@ class Admin:
         apps: AppStore,
         metrics: Callable[[], bytes],
         overview: Callable[[], dict[str, Any]],
+        app_rates: Callable[[], dict[str, float]],
         unready: Readiness,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -74,6 +75,7 @@ class Admin:
         self.apps = apps
         self.metrics = metrics
         self.overview = overview
+        self.app_rates = app_rates  # app id -> messages per second here
         self.unready = unready
         self.clock = clock
         self._token = config.token.encode()
@@ -184,7 +186,7 @@ class Admin:
             return json_response(200, self.overview())
         if path == "/api/apps":
             apps = await self.apps.all()
-            rates = self._app_rates()  # one overview for the whole list
+            rates = self.app_rates()
             return json_response(200, {"apps": [self._app_summary(a, rates) for a in apps]})
         events = _APP_EVENTS.fullmatch(path)
         if events is not None:
@@ -216,10 +218,6 @@ class Admin:
             "channels": queries.occupied_count(self.node, app),
         }
 
-    def _app_rates(self) -> dict[str, float]:
-        rates = self.overview().get("app_rates", {})
-        return rates if isinstance(rates, dict) else {}
-
     async def _app_detail(self, app: App) -> dict[str, Any]:
         stats = await queries.channel_stats(self.node, app, "", 1001)
         channels = [
@@ -233,7 +231,7 @@ class Admin:
         }
         errors = self.node.debug.errors(app.id)
         return {
-            "app": self._app_summary(app, self._app_rates()),
+            "app": self._app_summary(app, self.app_rates()),
             "channels": channels,
             "members": members,
             "errors": errors,

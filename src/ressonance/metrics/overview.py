@@ -105,7 +105,7 @@ class Overview:
         self._app_rates = {
             app: (n - last.per_app.get(app, 0)) / span for app, n in now.per_app.items()
         }
-        cluster = self._cluster()
+        cluster = self._cluster(self._nodes())
         self.history.append(
             {
                 "t": round(now.t, 3),
@@ -142,8 +142,7 @@ class Overview:
             rows.append(_row(peer.node_id, peer.region, sum(peer.conns.values()), stats, False))
         return rows
 
-    def _cluster(self) -> dict[str, Any]:
-        nodes = self._nodes()
+    def _cluster(self, nodes: list[dict[str, Any]]) -> dict[str, Any]:
         regions: dict[str, int] = {}
         for row in nodes:
             regions[row["region"]] = regions.get(row["region"], 0) + row["connections"]
@@ -158,13 +157,17 @@ class Overview:
             "regions": regions,
         }
 
+    def app_rates(self) -> dict[str, float]:
+        """App id -> messages per second (received and sent) here, over the last sample."""
+        return {a: round(r, 2) for a, r in self._app_rates.items()}
+
     def snapshot(self) -> dict[str, Any]:
+        nodes = self._nodes()  # reads this process's RSS: once per answer
         return {
             "node": {"id": self.node.broker.node_id, "region": self.region, "version": __version__},
-            "cluster": self._cluster(),
-            "nodes": self._nodes(),
+            "cluster": self._cluster(nodes),
+            "nodes": nodes,
             "history": list(self.history),
-            "app_rates": {a: round(r, 2) for a, r in self._app_rates.items()},
         }
 
 
