@@ -22,8 +22,8 @@ import pytest
 
 from tests.dashboard.conftest import ADMIN_TOKEN, TIMEOUT_MS, Shots, admin_settings
 from tests.e2e.node_runner import LiveScenario
-from tests.support.cluster import Cluster, broker_args
-from tests.support.server import RunningServer, run_server
+from tests.support.cluster import Cluster, run_cluster
+from tests.support.server import RunningServer
 from tests.support.services import redis_server
 
 if TYPE_CHECKING:
@@ -195,20 +195,11 @@ def test_c_connections_follow_pusher_js_clients(
 def two_nodes(tmp_path: Path) -> Iterator[Cluster]:
     """n1 and n2 over a private redis-server, each with its own admin listener."""
     (tmp_path / "redis").mkdir()
-    with redis_server(tmp_path / "redis") as redis, contextlib.ExitStack() as stack:
-        nodes = [
-            stack.enter_context(
-                run_server(
-                    tmp_path,
-                    settings=admin_settings(),
-                    args=broker_args(redis.url, f"n{i}"),
-                )
-            )
-            for i in (1, 2)
-        ]
-        cluster = Cluster(redis.url, nodes)
-        cluster.wait_mesh(timeout=15)
-        for node in nodes:
+    with (
+        redis_server(tmp_path / "redis") as redis,
+        run_cluster(tmp_path, redis.url, 2, settings=admin_settings, mesh_timeout=15) as cluster,
+    ):
+        for node in cluster.nodes:
             wait_admin(node)
         yield cluster
 

@@ -20,7 +20,7 @@ from urllib.parse import urlencode
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.cluster import Cluster, broker_args
+from tests.support.cluster import Cluster, run_cluster
 from tests.support.rest import Rest
 from tests.support.server import DEFAULT_APPS, RunningServer, free_port, run_server
 from tests.support.services import Service, redis_server
@@ -251,19 +251,17 @@ def test_ready_is_503_while_draining(tmp_path: Path) -> None:
 
 def test_ready_503_while_the_broker_is_down_and_cluster_figures(tmp_path: Path) -> None:
     (tmp_path / "redis").mkdir()
-    with redis_server(tmp_path / "redis") as redis, contextlib.ExitStack() as stack:
-        nodes = [
-            stack.enter_context(
-                run_server(
-                    tmp_path,
-                    settings=admin_settings(node_timeout=3),
-                    args=[*broker_args(redis.url, f"n{i}"), "--region", region],
-                )
-            )
-            for i, region in ((1, "eu"), (2, "us"))
-        ]
-        cluster = Cluster(redis.url, nodes)
-        cluster.wait_mesh(10)
+    with (
+        redis_server(tmp_path / "redis") as redis,
+        run_cluster(
+            tmp_path,
+            redis.url,
+            2,
+            settings=lambda: admin_settings(node_timeout=3),
+            regions=["eu", "us"],
+        ) as cluster,
+    ):
+        nodes = [cluster[0], cluster[1]]
         _cluster_figures(cluster, nodes)
         _broker_down(redis, nodes[0])
 

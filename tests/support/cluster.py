@@ -202,21 +202,27 @@ def run_cluster(
     broker: str,
     size: int = 3,
     apps: list[dict[str, Any]] | None = None,
-    settings: dict[str, Any] | None = None,
+    settings: dict[str, Any] | Callable[[], dict[str, Any]] | None = None,
     env: dict[str, str] | None = None,
     mesh_timeout: float = 10,
+    regions: list[str] | None = None,
 ) -> Iterator[Cluster]:
-    """``size`` nodes ``n1``..``nN`` on ``broker``, each on its own free port, all able to reach
-    the others when this yields; all stopped after (SIGTERM, then SIGKILL)."""
+    """``size`` nodes ``n1``..``nN`` on ``broker``, each on its own free port (``regions``: the
+    ``--region`` of each), all able to reach the others when this yields; all stopped after
+    (SIGTERM, then SIGKILL). ``settings`` may be a function, called once per node (settings
+    that must differ, such as an admin port)."""
     with contextlib.ExitStack() as stack:
         nodes = [
             stack.enter_context(
                 run_server(
                     tmp_dir,
                     apps,
-                    settings,
+                    settings() if callable(settings) else settings,
                     env=env,
-                    args=broker_args(broker, f"n{i}"),
+                    args=[
+                        *broker_args(broker, f"n{i}"),
+                        *(["--region", regions[i - 1]] if regions else []),
+                    ],
                 )
             )
             for i in range(1, size + 1)
