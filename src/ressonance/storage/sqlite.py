@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, suppress
@@ -100,7 +101,7 @@ class SqliteDatabase:
             # isolation_level=None: no implicit transactions, ours are explicit
             connection = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
             try:
-                connection.execute("PRAGMA journal_mode=WAL")
+                _set_wal(connection, self.timeout)
                 connection.execute("PRAGMA foreign_keys=ON")
             except BaseException:
                 connection.close()
@@ -167,3 +168,18 @@ class SqliteDatabase:
             raise translated from None
         self._healthy = True
         return result
+
+
+def _set_wal(connection: sqlite3.Connection, timeout: float) -> None:
+    """``journal_mode=WAL``, waiting for another process doing the same: switching the journal
+    mode can answer "database is locked" at once, without the busy timeout (two nodes starting
+    together on a new file), so it is retried here until ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            connection.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
