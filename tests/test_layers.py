@@ -13,6 +13,7 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src" / "ressonance"
 THIRD_PARTY_HOME = {
     "asyncpg": "storage/postgres.py",
+    "cryptography": "apps/crypto.py",
     "httptools": "transport/http11.py",
     "nats": "scaling/nats.py",
     "prometheus_client": "metrics/prometheus.py",
@@ -64,18 +65,18 @@ MAY_IMPORT: dict[str, set[str]] = {
     "protocol": {"errors", "models"},
     "transport": {"errors", "exchange", "faultlog", "protocol"},
     "scaling": {"errors", "faultlog"},
-    "apps": {"errors", "models"},
+    "apps": {"errors", "models", "storage"},
     "storage": {"errors"},
     "node": {"errors", "models", "faultlog", "protocol", "scaling", "apps"},
-    "http": {"errors", "exchange", "models", "protocol", "node", "apps"},
+    "http": {"__version__", "errors", "exchange", "models", "protocol", "node", "apps"},
     # metrics read the node, the public listener and the API at scrape time
     "metrics": {"__version__", "errors", "node", "transport", "http"},
     "dashboard": set(),  # static files
-    "config": {"errors", "models", "apps", "scaling"},
+    "config": {"errors", "models", "apps", "scaling", "storage"},
     "reclaim": {"libc"},
     "server": BASE
     | {"protocol", "transport", "scaling", "apps", "node", "http", "config"}
-    | {"reclaim", "metrics", "dashboard"},
+    | {"reclaim", "metrics", "dashboard", "storage"},
     "runtime": {"config", "server"},
     "workers": {"config", "libc"},
     "cli": {"__version__", "config", "errors", "runtime", "workers"},
@@ -87,7 +88,9 @@ MAY_IMPORT: dict[str, set[str]] = {
 PORTS_ONLY = {
     ("node", "scaling"): {"scaling.base"},
     ("node", "apps"): {"apps.base"},
-    ("http", "apps"): {"apps.base"},
+    # the management API drives the app manager (apps/manage.py), as the CLI does
+    ("http", "apps"): {"apps.base", "apps.manage", "apps.validation"},
+    ("config", "storage"): {"storage.factory"},
 }
 
 

@@ -33,7 +33,12 @@ admin listener: dashboard, /metrics, /health, /ready (docs/observability.md):
   RESSONANCE_ADMIN_TOKEN (generated and printed on a loopback bind, else required),
   RESSONANCE_ADMIN_METRICS_AUTH (false), RESSONANCE_METRICS_APP_LABELS (false | true | ids),
   RESSONANCE_METRICS_COMPAT ("" | soketi)
-one app from the environment:
+app store (docs/apps.md):
+  RESSONANCE_APP_STORE (sqlite:///path.db | postgresql://user:pass@host:port/db; default: the
+  SQLite file ressonance.db in the data directory), RESSONANCE_DATA_DIR (./ressonance-data),
+  RESSONANCE_SECRET_KEY (seals app secrets in the store; required with PostgreSQL, else
+  DATA_DIR/secret.key is made)
+one app from the environment (read-only beside the store):
   RESSONANCE_APP_ID, RESSONANCE_APP_KEY, RESSONANCE_APP_SECRET (required together),
   RESSONANCE_APP_CLIENT_EVENTS (true), RESSONANCE_APP_MAX_PAYLOAD_KB (10),
   RESSONANCE_APP_MAX_CONNECTIONS (0 = unlimited), RESSONANCE_APP_MAX_CLIENT_EVENTS_PER_SECOND (10),
@@ -42,7 +47,7 @@ one app from the environment:
   RESSONANCE_APP_MAX_PRESENCE_MEMBERS (100), RESSONANCE_APP_MAX_PRESENCE_MEMBER_KB (1),
   RESSONANCE_APP_SUBSCRIPTION_COUNT (false), RESSONANCE_APP_CACHE_TTL (1800),
   RESSONANCE_APP_ALLOWED_ORIGINS (any), RESSONANCE_APP_ENABLED (true)
-with no app configured, a development app is started and its credentials are printed.
+with no app configured or stored, a development app is started and its credentials printed.
 see docs/configuration.md for the TOML file ([[apps]] tables) and every setting."""
 
 
@@ -96,6 +101,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--admin-port", type=int, help="port of the admin listener; 0 turns it off (default 9601)"
     )
+    serve.add_argument(
+        "--app-store",
+        metavar="URL",
+        help="where apps are kept: sqlite:///path.db or postgresql://user:pass@host/db "
+        "(default: sqlite in --data-dir)",
+    )
+    serve.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="directory of the embedded store: ressonance.db, secret.key (./ressonance-data)",
+    )
     serve.add_argument("--log-level", choices=LOG_LEVELS, help="default info")
     serve.add_argument("--log-format", choices=("text", "json"), help="default text")
     return parser
@@ -144,7 +160,8 @@ def print_dev_app(settings: Settings, out: Any = sys.stdout) -> None:
     out.write(
         f"""
 No app is configured: started the DEVELOPMENT app below. It is for development only:
-its secret is public. Configure your own apps (--config or RESSONANCE_APP_*) in production.
+its secret is public. In production create your own apps (ressonance apps create, see
+docs/apps.md) or configure them (--config or RESSONANCE_APP_*).
 
   app id:     {app.id}
   app key:    {app.key}
@@ -203,6 +220,8 @@ def run_serve(args: argparse.Namespace) -> int:
                 "workers": args.workers,
                 "admin_host": args.admin_host,
                 "admin_port": args.admin_port,
+                "app_store": args.app_store,
+                "data_dir": args.data_dir,
             },
             env=os.environ,
             config_file=args.config,
@@ -211,14 +230,20 @@ def run_serve(args: argparse.Namespace) -> int:
         print(f"ressonance: configuration error: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings)
+    from ressonance.runtime import prepare, run
+
+    try:
+        settings = prepare(settings)
+    except ConfigError as exc:
+        print(f"ressonance: {exc}", file=sys.stderr)
+        return 1
     if settings.dev_app:
         print_dev_app(settings)
-    if settings.admin_port:
-        print_dashboard(settings)
         logging.getLogger("ressonance").warning(
             "running with the development app: do not use it in production"
         )
-    from ressonance.runtime import run
+    if settings.admin_port:
+        print_dashboard(settings)
 
     if settings.workers > 1:
         from ressonance.workers import supervise

@@ -21,6 +21,7 @@ from ressonance.apps.validation import coerce, make_app
 from ressonance.errors import ConfigError
 from ressonance.models import App
 from ressonance.scaling.factory import check_url as check_broker_url
+from ressonance.storage.factory import check_url as check_store_url
 
 DEV_APP = App(id="100001", key="ressonance-dev-key", secret="ressonance-dev-secret")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -57,6 +58,9 @@ class Settings:
     admin_metrics_auth: bool = False
     metrics_app_labels: str = ""  # "" none, "*" every app, else comma-separated app ids
     metrics_compat: str = ""
+    app_store: str = ""  # a storage URL; "": the SQLite file under data_dir
+    data_dir: str = "ressonance-data"
+    secret_key: str = ""  # seals app secrets in the store; "": data_dir/secret.key (SQLite)
     apps: tuple[App, ...] = field(default=())
     dev_app: bool = False
     admin_token_generated: bool = False  # no admin_token was set: one was made for this run
@@ -149,6 +153,7 @@ def _validate(values: dict[str, Any], apps: list[App]) -> Settings:
         raise ConfigError("port must be between 1 and 65535")
     _validate_admin(clean)
     _validate_cluster(clean)
+    _validate_store(clean)
     check_unique(apps)
     dev = not apps
     return Settings(**clean, apps=tuple(apps) or (DEV_APP,), dev_app=dev)
@@ -197,6 +202,28 @@ def _validate_admin(clean: dict[str, Any]) -> None:
         raise ConfigError("admin_token must be at least 16 characters")
     if clean.get("metrics_compat", "") not in ("", "soketi"):
         raise ConfigError("metrics_compat must be empty or 'soketi'")
+
+
+def store_url(settings: Settings) -> str:
+    """The app store's URL: ``app_store``, or the SQLite file ``ressonance.db`` in ``data_dir``."""
+    return settings.app_store or f"sqlite:///{Path(settings.data_dir) / 'ressonance.db'}"
+
+
+def _validate_store(clean: dict[str, Any]) -> None:
+    """The app store (docs/apps.md): a storage URL, and a secret key shared by every node when
+    the store is shared (PostgreSQL)."""
+    if not clean.get("data_dir", "ressonance-data").strip():
+        raise ConfigError("data_dir must not be empty")
+    url = clean.get("app_store", "")
+    if url and check_store_url(url) == "postgres" and not clean.get("secret_key"):
+        raise ConfigError(
+            "app_store is PostgreSQL: set RESSONANCE_SECRET_KEY (secret_key), the same on every "
+            "node, so that the app secrets in the database are sealed with a key it does not "
+            'hold (docs/apps.md, "Secrets at rest")'
+        )
+    key = clean.get("secret_key", "")
+    if key and len(key) < 32:
+        raise ConfigError("secret_key must be at least 32 characters")
 
 
 def _validate_cluster(clean: dict[str, Any]) -> None:

@@ -7,12 +7,18 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class App:
-    """One tenant: its credentials, limits and feature flags (docs/configuration.md)."""
+    """One tenant: its credentials, limits and feature flags (docs/configuration.md).
+
+    ``key``/``secret`` is the newest pair; ``previous`` holds the older pairs that stay valid
+    during a secret rotation (docs/apps.md, "Rotating a secret"), newest first. Every active
+    key finds the app, and each key signs with its own secret.
+    """
 
     id: str
     key: str
     secret: str
     enabled: bool = True
+    name: str = ""
     client_events: bool = True
     max_payload_kb: int = 10
     max_connections: int = 0
@@ -24,10 +30,30 @@ class App:
     subscription_count: bool = False
     cache_ttl: int = 1800
     allowed_origins: tuple[str, ...] = ()
+    previous: tuple[tuple[str, str], ...] = ()  # (key, secret) pairs in their grace period
 
     @property
     def max_payload_bytes(self) -> int:
         return self.max_payload_kb * 1024
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """Every active key, the newest first."""
+        return (self.key, *(key for key, _ in self.previous))
+
+    @property
+    def oldest(self) -> tuple[str, str]:
+        """The oldest active (key, secret) pair: what signs webhooks during a rotation."""
+        return self.previous[-1] if self.previous else (self.key, self.secret)
+
+    def secret_for(self, key: str | None) -> str | None:
+        """The secret of the active ``key``, or None when it is not one of this app's."""
+        if key == self.key:
+            return self.secret
+        for old, secret in self.previous:
+            if old == key:
+                return secret
+        return None
 
     def origin_allowed(self, origin: str | None) -> bool:
         """True when no origins are configured, or ``origin`` matches one (``*`` allows any)."""

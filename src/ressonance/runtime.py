@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from ressonance.config import Settings
+from ressonance.server import prepare as prepare_store
 from ressonance.server import serve
 
 try:
@@ -18,3 +19,8 @@ def run(settings: Settings) -> None:
         uvloop.run(serve(settings))
     else:  # pragma: no cover
         asyncio.run(serve(settings))
+
+
+def prepare(settings: Settings) -> Settings:
+    """Open and migrate the app store before serving (before any worker starts)."""
+    return asyncio.run(prepare_store(settings))

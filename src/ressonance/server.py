@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
 from collections.abc import Callable
+from pathlib import Path
 
-from ressonance.apps.static import StaticAppStore
-from ressonance.config import Settings
+from ressonance.apps.cache import AppCache
+from ressonance.apps.crypto import SecretBox, key_from_file
+from ressonance.apps.database import AppDatabase
+from ressonance.apps.manage import AppManager
+from ressonance.apps.records import AppRecord, Source
+from ressonance.config import Settings, store_url
 from ressonance.dashboard import STATIC_DIR
+from ressonance.errors import ConfigError
 from ressonance.http.admin import Admin, AdminConfig
 from ressonance.http.api import Api
 from ressonance.metrics.overview import SAMPLE_INTERVAL, Overview
@@ -21,6 +28,8 @@ from ressonance.node.replay import ReplayGuard
 from ressonance.protocol import codes
 from ressonance.reclaim import Reclaimer
 from ressonance.scaling.factory import make_broker
+from ressonance.storage.base import StorageError
+from ressonance.storage.factory import open_database, redact
 from ressonance.transport.listener import Limits, Listener
 
 log = logging.getLogger("ressonance")
@@ -47,12 +56,50 @@ def limits(settings: Settings) -> Limits:
     )
 
 
+def fixed_apps(settings: Settings) -> list[AppRecord]:
+    """The apps of the configuration (or the development app), read-only beside the store."""
+    source: Source = "development" if settings.dev_app else "config"
+    return [AppRecord.fixed(app, source) for app in settings.apps]
+
+
+def app_database(settings: Settings) -> AppDatabase:
+    """The app store the settings name, not opened yet (docs/apps.md)."""
+    key = settings.secret_key or key_from_file(Path(settings.data_dir))
+    return AppDatabase(open_database(store_url(settings)), SecretBox(key))
+
+
+async def open_store(database: AppDatabase, settings: Settings) -> None:
+    """Connect and migrate; a :class:`ConfigError` naming the store when it cannot."""
+    try:
+        await database.db.start()
+    except StorageError as exc:
+        raise ConfigError(f"app store {redact(store_url(settings))}: {exc}") from None
+
+
+async def prepare(settings: Settings) -> Settings:
+    """Open (and migrate) the app store once before serving, so a bad store fails the start
+    with a clear message; the development app is dropped when the store has apps."""
+    database = app_database(settings)
+    await open_store(database, settings)
+    try:
+        stored = await database.load()
+    except StorageError as exc:
+        raise ConfigError(f"app store {redact(store_url(settings))}: {exc}") from None
+    finally:
+        await database.db.close()
+    if settings.dev_app and stored[1]:
+        return dataclasses.replace(settings, apps=(), dev_app=False)
+    return settings
+
+
 class Server:
     """A running node: build with :meth:`start`, stop with :meth:`stop`."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.apps = StaticAppStore(settings.apps)
+        self.database = app_database(settings)
+        self.apps = AppCache(fixed_apps(settings), self.database)
+        self.manager = AppManager(self.database, self.apps, changed=self._app_changed)
         broker = make_broker(settings.broker, settings.node_id, settings.broker_prefix)
         self.node = Node(
             broker,
@@ -61,13 +108,21 @@ class Server:
             node_timeout=float(settings.node_timeout),
             replay=ReplayGuard(settings.replay_guard_size) if settings.replay_guard else None,
         )
-        self.api = Api(self.node, self.apps, unready=self.unready)
+        self.api = Api(self.node, self.apps, unready=self.unready, degraded=self.degraded)
+        self.apps.on_change = self.node.app_changed
+        self.node.on_apps_changed = lambda app_id: self.apps.refresh_soon()
         self.listener: Listener | None = None
         self.admin: Listener | None = None  # the admin listener, when admin_port is set
         self._timers: list[asyncio.Task[None]] = []
         self.reclaimer = Reclaimer()
 
     async def start(self) -> None:
+        await open_store(self.database, self.settings)
+        try:
+            await self.apps.start()
+        except StorageError as exc:
+            await self.database.db.close()
+            raise ConfigError(f"app store {redact(store_url(self.settings))}: {exc}") from None
         await self.node.start()
         self.listener = Listener(
             limits(self.settings), self.api.handle, NodeGateway(self.node, self.apps)
@@ -85,7 +140,14 @@ class Server:
             asyncio.create_task(self._every(HEARTBEAT_INTERVAL, self.node.heartbeat)),
             asyncio.create_task(self._every(HOUSEKEEPING_INTERVAL, self.node.housekeeping)),
             asyncio.create_task(self._every(SAMPLE_INTERVAL, self.overview.sample)),
+            asyncio.create_task(self.apps.run()),
         ]
+
+    async def _app_changed(self, app_id: str) -> None:
+        """An app was changed through this node: serve the change here at once, and tell the
+        other nodes to read the store now."""
+        await self.apps.refresh(force=True)
+        self.node.announce_app(app_id)
 
     async def _start_admin(self, public: Listener, overview: Overview) -> None:
         """The admin listener: the dashboard, its API and /metrics (docs/observability.md)."""
@@ -110,9 +172,16 @@ class Server:
             overview.snapshot,
             overview.app_rates,
             self.unready,
+            self.manager,
+            self.degraded,
         )
         self.admin = Listener(limits(settings), admin.handle)
         await self.admin.listen(settings.admin_host, settings.admin_port)
+
+    def degraded(self) -> list[str]:
+        """What works less well but is no reason to stop sending connections here (``/ready``
+        answers 200 and says it): the app store down, when every node would be down alike."""
+        return [self.apps.problem] if self.apps.problem else []
 
     def unready(self) -> list[str]:
         """Why this node should get no new connections (``GET /ready`` on both listeners)."""
@@ -158,6 +227,7 @@ class Server:
         for timer in self._timers:
             timer.cancel()
         await self.node.stop()
+        await self.database.db.close()
 
 
 async def serve(settings: Settings) -> None:

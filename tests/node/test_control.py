@@ -53,6 +53,7 @@ SAMPLES: list[control.Message] = [
     control.State(),
     control.State(stats={"uptime": 3.0}),
     control.Watch("1", 30.0),
+    control.Apps("1"),
     control.Debug("1", "api_message", 1.7e9, "news", None, "e", '{"p":1}', dropped=3),
     control.Debug("1", "error", 1.7e9, None, "1.2", None, None, 4009, "Connection is unauthorized"),
     control.Debug("1", "connection", 1.7e9),

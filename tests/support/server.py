@@ -138,6 +138,8 @@ def run_server(
     cmd += args or []
     log_path = tmp_dir / f"server-{port}.log"
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("RESSONANCE_")}
+    if not {"data_dir", "app_store"} & set(settings or {}):  # its own store, not the cwd's
+        full_env["RESSONANCE_DATA_DIR"] = str(tmp_dir / f"data-{port}")
     full_env.update(env or {})
     with log_path.open("wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=full_env)

@@ -11,7 +11,14 @@ from typing import Any
 from ressonance.errors import ConfigError
 from ressonance.models import App
 
-APP_FIELDS = {f.name: f for f in dataclasses.fields(App)}
+# what a TOML [[apps]] table or RESSONANCE_APP_* may set (``previous`` is the store's own)
+APP_FIELDS = {f.name: f for f in dataclasses.fields(App) if f.name != "previous"}
+# the limits and flags: everything but identity and credentials (the store's ``settings`` JSON)
+SETTINGS_FIELDS = {
+    name: f
+    for name, f in APP_FIELDS.items()
+    if name not in ("id", "key", "secret", "enabled", "name")
+}
 NOT_NEGATIVE = (
     "max_payload_kb",
     "max_client_events_per_second",

@@ -24,11 +24,13 @@ from typing import Any
 from urllib.parse import parse_qs, unquote
 
 from ressonance.apps.base import AppStore
+from ressonance.apps.manage import AppManager
 from ressonance.errors import HttpError
 from ressonance.exchange import Request, Response
 from ressonance.http import health
 from ressonance.http.api import error_response, validate_event
 from ressonance.http.health import Readiness, json_response
+from ressonance.http.management import PREFIX, Management
 from ressonance.models import App
 from ressonance.node import queries
 from ressonance.node.node import Node
@@ -44,6 +46,7 @@ METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _APP = re.compile(r"/api/apps/([^/]+)")
 _APP_EVENTS = re.compile(r"/api/apps/([^/]+)/events")
 _APP_PUBLISH = re.compile(r"/api/apps/([^/]+)/publish")
+UNAUTHORIZED = "A valid admin token is needed (Authorization: Bearer <token>)"
 _STATIC = re.compile(r"/static/([A-Za-z0-9_.-]+)")
 
 
@@ -68,6 +71,8 @@ class Admin:
         overview: Callable[[], dict[str, Any]],
         app_rates: Callable[[], dict[str, float]],
         unready: Readiness,
+        manager: AppManager | None = None,
+        degraded: Readiness | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
@@ -77,6 +82,8 @@ class Admin:
         self.overview = overview
         self.app_rates = app_rates  # app id -> messages per second here
         self.unready = unready
+        self.degraded = degraded
+        self.management = Management(manager) if manager is not None else None
         self.clock = clock
         self._token = config.token.encode()
         self._sessions: dict[str, float] = {}  # session id -> expiry
@@ -92,7 +99,7 @@ class Admin:
         if path == "/health":
             return health.health()
         if path == "/ready":
-            return health.ready(self.unready)
+            return health.ready(self.unready, self.degraded)
         if path == "/metrics":
             if self.config.metrics_auth:
                 self._require(request)
@@ -112,7 +119,15 @@ class Admin:
             return self._static("index.html")
         if not path.startswith("/api/"):
             raise HttpError(404, "Not found")
+        if path.startswith(PREFIX):
+            if self.management is None:
+                raise HttpError(404, "Not found")
+            if not self._authorized(request):
+                return json_response(401, {"error": UNAUTHORIZED, "code": 401})
+            self._check_origin(request)
+            return await self.management.handle(request)
         self._require(request)
+        self._check_origin(request)
         return await self._api(request)
 
     # authentication --------------------------------------------------------------------------
@@ -133,7 +148,22 @@ class Admin:
 
     def _require(self, request: Request) -> None:
         if not self._authorized(request):
-            raise HttpError(401, "A valid admin token is needed (Authorization: Bearer <token>)")
+            raise HttpError(401, UNAUTHORIZED)
+
+    @staticmethod
+    def _check_origin(request: Request) -> None:
+        """A change made with the dashboard's cookie must come from the dashboard's own page:
+        a browser sends ``Origin`` with every POST, PATCH and DELETE, and another site's
+        differs from this listener's ``Host`` (the cookie's SameSite=Strict is the first
+        guard; this is the second). A bearer-token call is not a browser's: no check."""
+        if request.method in ("GET", "HEAD"):
+            return
+        if request.headers.get("authorization", "")[:7].lower() == "bearer ":
+            return
+        origin = request.headers.get("origin")
+        host = request.headers.get("host", "")
+        if origin is None or origin.split("://", 1)[-1] != host:
+            raise HttpError(403, "Cross-site request refused: send it from the dashboard")
 
     def _login(self, request: Request) -> Response:
         given = parse_qs(request.body.decode("latin-1")).get("token", [""])[0]

@@ -61,11 +61,13 @@ class Api:
         apps: AppStore,
         clock: Callable[[], float] = time.time,
         unready: Readiness | None = None,
+        degraded: Readiness | None = None,
     ) -> None:
         self.node = node
         self.apps = apps
         self.clock = clock
         self.unready = unready or node.unready
+        self.degraded = degraded
         # (endpoint, status) -> requests answered; read by metrics at scrape time
         self.requests: dict[tuple[str, int], int] = {}
         # app id -> [calls, request body bytes, response body bytes] of successful API calls
@@ -90,7 +92,7 @@ class Api:
             return health.health()
         if path == "/ready":
             endpoint[0] = "ready"
-            return health.ready(self.unready)
+            return health.ready(self.unready, self.degraded)
         if path == "/":
             return Response(200, b"Ressonance: Pusher protocol v7 server\n", "text/plain")
         for method, pattern, name in _ROUTES:

@@ -1,6 +1,7 @@
 """Authentication of HTTP API requests (docs/protocol.md, "HTTP API authentication").
 
-``auth_key`` must be the app's key, ``auth_timestamp`` within 600 s of the server clock,
+``auth_key`` must be one of the app's active keys (two during a rotation), signing with its own
+secret; ``auth_timestamp`` within 600 s of the server clock,
 ``body_md5`` must match every non-empty body, and ``auth_signature`` is compared in constant time.
 """
 
@@ -40,7 +41,8 @@ def authenticate(
     """Raise :class:`HttpError` 401 with the reason unless the request is signed by ``app``;
     returns the verified ``auth_signature`` (lower-case hex) and ``auth_timestamp``."""
     query = dict(params)
-    if query.get("auth_key") != app.key:
+    secret = app.secret_for(query.get("auth_key"))
+    if secret is None:
         raise HttpError(401, "Unknown or missing auth_key")
     signature = query.get("auth_signature")
     if not signature:
@@ -64,7 +66,7 @@ def authenticate(
         # bytes: compare_digest raises TypeError on a str that is not ASCII
         if not hmac.compare_digest(signatures.body_md5(body).encode(), given_md5.lower().encode()):
             raise HttpError(401, "body_md5 does not match the body")
-    expected = signatures.api_signature(app.secret, method, path, params)
+    expected = signatures.api_signature(secret, method, path, params)
     if not hmac.compare_digest(expected.encode(), signature.lower().encode()):
         raise HttpError(401, "Invalid signature: check the app secret and the signed string")
     return expected, timestamp

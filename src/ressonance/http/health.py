@@ -19,8 +19,13 @@ def health() -> Response:
     return json_response(200, {"status": "ok"})
 
 
-def ready(unready: Readiness) -> Response:
+def ready(unready: Readiness, degraded: Readiness | None = None) -> Response:
+    """503 with the reasons not to send this node connections; else 200, with what works less
+    well (``degraded``) but would be the same on every node, such as the app store down."""
     reasons = unready()
     if reasons:
         return json_response(503, {"ready": False, "reasons": reasons})
+    notes = degraded() if degraded is not None else []
+    if notes:
+        return json_response(200, {"ready": True, "degraded": notes})
     return json_response(200, {"ready": True})

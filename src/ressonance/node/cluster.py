@@ -33,6 +33,7 @@ from ressonance.node.stats import LatencyHistogram
 from ressonance.protocol.presence import Member, PresenceRoster
 
 __all__ = [
+    "AppsChanged",
     "CachedEvent",
     "ClusterView",
     "CountChanged",
@@ -107,6 +108,13 @@ class DebugEntry:
     entry: control.Debug
 
 
+@dataclass(frozen=True, slots=True)
+class AppsChanged:
+    """Another node changed ``app_id`` in the app store: read the store now."""
+
+    app_id: str
+
+
 Effect = (
     MemberAdded
     | MemberRemoved
@@ -116,6 +124,7 @@ Effect = (
     | Seen
     | DebugWatch
     | DebugEntry
+    | AppsChanged
 )
 
 
@@ -238,6 +247,10 @@ class ClusterView:
         ``ttl`` seconds."""
         self._emit(control.Watch(app_id, ttl))
 
+    def apps_changed(self, app_id: str) -> None:
+        """This node changed ``app_id`` in the app store: the others read it now."""
+        self._emit(control.Apps(app_id))
+
     def forwardable(self) -> bool:
         """Whether debug entries may go out: every node known reads version 2 (an older one
         would take their numbering for a lost message, :mod:`ressonance.node.control`)."""
@@ -321,6 +334,9 @@ class ClusterView:
 
     def _on_watch(self, peer: Peer, m: control.Watch, now: float) -> list[Effect]:
         return [DebugWatch(m.app_id, m.ttl)]
+
+    def _on_apps(self, peer: Peer, m: control.Apps, now: float) -> list[Effect]:
+        return [AppsChanged(m.app_id)]
 
     def _on_debug(self, peer: Peer, m: control.Debug, now: float) -> list[Effect]:
         return [DebugEntry(peer.node_id, m)]
@@ -452,6 +468,7 @@ _HANDLERS: dict[type[control.Message], Handler] = {
     control.State: ClusterView._on_state,
     control.Watch: ClusterView._on_watch,
     control.Debug: ClusterView._on_debug,
+    control.Apps: ClusterView._on_apps,
 }
 if set(_HANDLERS) != {kind.cls for kind in control.KINDS}:
     raise TypeError("every control message kind needs a handler in ClusterView")

@@ -23,7 +23,8 @@ as :data:`NEXT`), so a node forwards debug entries only while every node it know
 2 or later (:meth:`~ressonance.node.cluster.ClusterView.forwardable`); during a rolling upgrade
 the console shows each node's own entries only. ``watch`` is rare (every ten seconds while a
 viewer watches) and harmless to skip, so it takes the next number like ``join`` and goes to
-every release.
+every release; so does ``apps`` (an app of the app store changed: read the store now), which
+an older release skips, reading the store on its own every second.
 
 Versioning rules, so that a node can read messages of a newer release (docs/cluster.md,
 "Control messages and rolling upgrades"):
@@ -194,6 +195,15 @@ class Debug:
     dropped: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class Apps:
+    """The sender changed ``app_id`` in the app store: read the store now (docs/apps.md, "How
+    a change reaches every node"). A loss is harmless: every node reads the store's revision
+    every second anyway."""
+
+    app_id: str
+
+
 Message = (
     Join
     | Leave
@@ -208,6 +218,7 @@ Message = (
     | State
     | Watch
     | Debug
+    | Apps
 )
 
 
@@ -426,6 +437,7 @@ KINDS: tuple[Kind, ...] = (
         ),
     ),
     Kind("watch", Watch, NEXT, (_APP, Field("ttl", "ttl", NUMBER))),
+    Kind("apps", Apps, NEXT, (_APP,)),
     Kind(
         "debug",
         Debug,

@@ -23,6 +23,7 @@ from ressonance.errors import PusherError
 from ressonance.models import App
 from ressonance.node import events
 from ressonance.node.cluster import (
+    AppsChanged,
     CachedEvent,
     ClusterView,
     CountChanged,
@@ -96,6 +97,8 @@ class Node:
         # tick, for the tick's first publish (the longest wait of the tick; docs/observability.md)
         self.publish_latency = LatencyHistogram()
         self._tick_publish = 0.0  # when this tick's first delivered publish was accepted
+        # another node changed this app in the app store (the server reads the store then)
+        self.on_apps_changed: Callable[[str], None] = lambda app_id: None
 
     async def start(self) -> None:
         await self.broker.start(self)
@@ -125,6 +128,29 @@ class Node:
             if here + self.view.remote_connections(app.id) >= app.max_connections:
                 raise PusherError(codes.OVER_CONNECTION_QUOTA, "App is over its connection quota")
         return app
+
+    def app_changed(self, app_id: str, app: App | None) -> None:
+        """The app store changed ``app_id`` (None: deleted). A disabled or deleted app's
+        connections here close with 4003; otherwise the hub and the open sessions take the new
+        settings (limits, flags, keys) at once."""
+        state = self.hub.get(app_id)
+        if state is None:
+            return
+        if app is None or not app.enabled:
+            reason = "App was deleted" if app is None else "App is disabled"
+            for socket in list(state.sockets.values()):
+                self.fail(socket, codes.APP_DISABLED, reason)
+            if app is not None:
+                state.app = app
+            return
+        state.app = app
+        for socket in state.sockets.values():
+            socket.session.app = app
+
+    def announce_app(self, app_id: str) -> None:
+        """This node changed ``app_id`` in the app store: the other nodes read it now."""
+        self.view.apps_changed(app_id)
+        self._send()
 
     def connect(self, socket: Socket, app: App) -> Session:
         """Register an admitted socket and send ``pusher:connection_established``."""
@@ -457,6 +483,8 @@ class Node:
                 self.users.terminate_here(effect.app_id, effect.user_id)
             elif isinstance(effect, SendState):
                 self.link.want_state()
+            elif isinstance(effect, AppsChanged):
+                self.on_apps_changed(effect.app_id)
             elif isinstance(effect, DebugWatch | DebugEntry):
                 self.debug.apply(effect)
             elif isinstance(effect, Seen) and self.replay is not None:

@@ -17,7 +17,9 @@ from ressonance.storage.base import Database
 SQLITE_PREFIX = "sqlite:///"
 
 
-def open_database(url: str) -> Database:
+def check_url(url: str) -> str:
+    """The engine a URL names (``"sqlite"`` or ``"postgres"``); :class:`ConfigError` says what
+    is wrong with it otherwise."""
     scheme = urlsplit(url).scheme.lower() if "://" in url else ""
     if scheme == "sqlite":
         if not url.startswith(SQLITE_PREFIX) or url == SQLITE_PREFIX:
@@ -25,16 +27,31 @@ def open_database(url: str) -> Database:
                 "storage URL: write sqlite:///path/to/file.db (relative), "
                 "sqlite:////abs/path.db (absolute) or sqlite:///:memory:"
             )
-        from ressonance.storage.sqlite import SqliteDatabase
-
-        return SqliteDatabase(url.removeprefix(SQLITE_PREFIX))
+        return "sqlite"
     if scheme in ("postgresql", "postgres"):
         if not urlsplit(url).hostname and "host=" not in url:
             raise ConfigError("storage URL: a postgresql:// URL needs a host")
-        from ressonance.storage.postgres import PostgresDatabase
-
-        return PostgresDatabase(url)
+        return "postgres"
     shown = f"'{scheme}'" if scheme else "none"
     raise ConfigError(
         f"storage URL: unsupported scheme {shown}; use sqlite:///path or postgresql://host/db"
     )
+
+
+def redact(url: str) -> str:
+    """``url`` without its password, for logs and messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
+
+
+def open_database(url: str) -> Database:
+    if check_url(url) == "sqlite":
+        from ressonance.storage.sqlite import SqliteDatabase
+
+        return SqliteDatabase(url.removeprefix(SQLITE_PREFIX))
+    from ressonance.storage.postgres import PostgresDatabase
+
+    return PostgresDatabase(url)

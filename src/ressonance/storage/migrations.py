@@ -24,6 +24,13 @@ Version 1, the app store's tables:
     The credentials of an app, several during a rotation: ``key`` (primary key, so unique:
     the lookup a connection makes), ``app_id`` (deleted with its app), ``secret`` (text, which
     may hold an encrypted form later), ``created_at``, ``expires_at`` (Unix time, NULL: never).
+
+Version 2:
+
+``app_revision``
+    One row (``id`` 1) whose ``n`` every write to ``apps`` or ``app_keys`` increments in the
+    same transaction: a node reads this one number every second and re-reads the apps only
+    when it moved (docs/apps.md, "How a change reaches every node").
 """
 
 from __future__ import annotations
@@ -72,6 +79,18 @@ MIGRATIONS: tuple[Migration, ...] = (
             " secret TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL,"
             " expires_at DOUBLE PRECISION)",
             "CREATE INDEX app_keys_app_id ON app_keys (app_id)",
+        ),
+    ),
+    Migration(
+        2,
+        "app_revision",
+        sqlite=(
+            "CREATE TABLE app_revision (id INTEGER PRIMARY KEY CHECK (id = 1), n INTEGER NOT NULL)",
+            "INSERT INTO app_revision (id, n) VALUES (1, 0)",
+        ),
+        postgres=(
+            "CREATE TABLE app_revision (id INTEGER PRIMARY KEY CHECK (id = 1), n BIGINT NOT NULL)",
+            "INSERT INTO app_revision (id, n) VALUES (1, 0)",
         ),
     ),
 )

@@ -17,6 +17,7 @@ MAX_HEADERS = 100
 _REASONS = {
     101: "Switching Protocols",
     200: "OK",
+    201: "Created",
     204: "No Content",
     303: "See Other",
     400: "Bad Request",
@@ -25,8 +26,10 @@ _REASONS = {
     404: "Not Found",
     405: "Method Not Allowed",
     408: "Request Timeout",
+    409: "Conflict",
     413: "Payload Too Large",
     426: "Upgrade Required",
+    429: "Too Many Requests",
     431: "Request Header Fields Too Large",
     500: "Internal Server Error",
     503: "Service Unavailable",
@@ -37,8 +40,9 @@ def serialize(response: Response, keep_alive: bool) -> bytes:
     """The response bytes, with Content-Length and the Connection header."""
     lines = [f"HTTP/1.1 {response.status} {_REASONS.get(response.status, 'Unknown')}"]
     if response.status != 101:
-        lines.append(f"Content-Type: {response.content_type}")
-        lines.append(f"Content-Length: {len(response.body)}")
+        if response.status != 204:  # RFC 9110 §8.6: no Content-Length on a 204
+            lines.append(f"Content-Type: {response.content_type}")
+            lines.append(f"Content-Length: {len(response.body)}")
         lines.append("Connection: keep-alive" if keep_alive else "Connection: close")
     lines.extend(f"{name}: {value}" for name, value in response.headers)
     head = "\r\n".join(lines) + "\r\n\r\n"
