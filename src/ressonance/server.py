@@ -159,6 +159,7 @@ class Server:
             Labels.parse(settings.metrics_app_labels),
             settings.region,
             self.node.view.broker_latency,
+            self.apps,
         )
         collectors: list[NodeCollector | SoketiCollector] = [collector]
         if settings.metrics_compat == "soketi":

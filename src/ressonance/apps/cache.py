@@ -86,6 +86,13 @@ class AppCache:
     def healthy(self) -> bool:
         return self.problem is None
 
+    def sources(self) -> dict[str, int]:
+        """Apps served, by source (``store``, ``config``, ``development``)."""
+        counts = {"store": len(self._stored)}
+        for record in self.fixed.values():
+            counts[record.source] = counts.get(record.source, 0) + 1
+        return counts
+
     async def start(self) -> None:
         """The first read: raises the storage error when the store cannot be read."""
         if self.database is not None:

@@ -14,6 +14,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.core import (
@@ -58,6 +59,10 @@ FAMILIES = (
     "ressonance_cluster_nodes",
     "ressonance_cluster_connections",
     "ressonance_cluster_node_connections",
+    "ressonance_app_store_up",
+    "ressonance_app_store_errors",
+    "ressonance_app_store_reloads",
+    "ressonance_apps",
     "ressonance_build_info",
 )
 
@@ -83,6 +88,18 @@ class Labels:
         return app_id if self.every or app_id in self.apps else OTHER_APPS
 
 
+class AppStoreStatus(Protocol):
+    """What the metrics read of the app cache (:class:`ressonance.apps.cache.AppCache`)."""
+
+    @property
+    def healthy(self) -> bool: ...
+
+    failures: int
+    reloads: int
+
+    def sources(self) -> dict[str, int]: ...
+
+
 class NodeCollector(Collector):
     """The node's families, read from the node, its public listener and its API."""
 
@@ -94,7 +111,9 @@ class NodeCollector(Collector):
         labels: Labels,
         region: str = "",
         broker_latency: LatencyHistogram | None = None,
+        app_store: AppStoreStatus | None = None,
     ) -> None:
+        self.app_store = app_store
         self.node = node
         self.listener = listener
         self.api = api
@@ -119,6 +138,35 @@ class NodeCollector(Collector):
                 self.broker_latency,
             )
         yield from self._cluster()
+        if self.app_store is not None:
+            yield from self._app_store(self.app_store)
+
+    @staticmethod
+    def _app_store(store: AppStoreStatus) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "ressonance_app_store_up",
+            "1 while the app store (SQLite or PostgreSQL) can be read; 0 while this node "
+            "serves the apps it last read",
+            value=int(store.healthy),
+        )
+        yield CounterMetricFamily(
+            "ressonance_app_store_errors",
+            "Reads of the app store that failed",
+            value=store.failures,
+        )
+        yield CounterMetricFamily(
+            "ressonance_app_store_reloads",
+            "Times every app was read again because the store's revision moved",
+            value=store.reloads,
+        )
+        apps = GaugeMetricFamily(
+            "ressonance_apps",
+            "Apps this node serves, by where they come from (store, config, development)",
+            labels=["source"],
+        )
+        for source, count in sorted(store.sources().items()):
+            apps.add_metric([source], count)
+        yield apps
 
     # per app (or node totals) ---------------------------------------------------------------
     def _per_app(self, states: list[AppState]) -> Iterator[Metric]:
