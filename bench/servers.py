@@ -145,6 +145,7 @@ def start_ressonance(
     env = {f"RESSONANCE_APP_{k}": v for k, v in RESSONANCE_APP.items()}
     env["RESSONANCE_LOG_LEVEL"] = "warning"
     env["RESSONANCE_ADMIN_PORT"] = "0"  # nodes run side by side (a revision without it: ignored)
+    env["RESSONANCE_DATA_DIR"] = str(logdir / f"data-{port}")  # its own app store (ditto)
     if src is not None:
         env["PYTHONPATH"] = str(src)
     argv = [sys.executable, "-m", "ressonance", "serve", "--host", "127.0.0.1", "--port", str(port)]
