@@ -116,7 +116,8 @@ class AppCache:
                 self.failures += 1
                 if self.problem is None:
                     log.warning("app store unreachable, serving the apps known: %s", exc)
-                self.problem = f"app store unreachable: {exc}"
+                # /ready is open to anyone: the reason, not the database's address (logged)
+                self.problem = "app store unreachable: serving the apps last read (see the log)"
                 if raise_errors:
                     raise
                 return False
