@@ -79,7 +79,9 @@ MAY_IMPORT: dict[str, set[str]] = {
     | {"reclaim", "metrics", "dashboard", "storage"},
     "runtime": {"config", "server"},
     "workers": {"config", "libc"},
-    "cli": {"__version__", "config", "errors", "runtime", "workers"},
+    "admin_client": {"errors"},  # the management API's HTTP client (ressonance apps --server)
+    "apps_cli": {"admin_client", "apps", "config", "errors", "models", "server"},
+    "cli": {"__version__", "apps_cli", "config", "errors", "runtime", "workers"},
     "__main__": {"cli"},
     "__init__": set(),
 }

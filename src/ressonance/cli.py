@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ressonance import __version__
+from ressonance.apps_cli import add_apps_parser, laravel_env, run_apps
 from ressonance.config import LOG_LEVELS, Settings, load
 from ressonance.errors import ConfigError
 
@@ -114,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--log-level", choices=LOG_LEVELS, help="default info")
     serve.add_argument("--log-format", choices=("text", "json"), help="default text")
+    add_apps_parser(commands)
     return parser
 
 
@@ -169,20 +171,7 @@ docs/apps.md) or configure them (--config or RESSONANCE_APP_*).
 
 Laravel .env (BROADCAST_CONNECTION=pusher; for reverb see docs/laravel.md):
 
-BROADCAST_CONNECTION=pusher
-PUSHER_APP_ID={app.id}
-PUSHER_APP_KEY={app.key}
-PUSHER_APP_SECRET={app.secret}
-PUSHER_HOST={host}
-PUSHER_PORT={settings.port}
-PUSHER_SCHEME=http
-PUSHER_APP_CLUSTER=mt1
-VITE_PUSHER_APP_KEY="${{PUSHER_APP_KEY}}"
-VITE_PUSHER_HOST="${{PUSHER_HOST}}"
-VITE_PUSHER_PORT="${{PUSHER_PORT}}"
-VITE_PUSHER_SCHEME="${{PUSHER_SCHEME}}"
-VITE_PUSHER_APP_CLUSTER="${{PUSHER_APP_CLUSTER}}"
-
+{laravel_env(app.id, app.key, app.secret, host, settings.port)}
 """
     )
     out.flush()
@@ -264,5 +253,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "serve":
         return run_serve(args)
+    if args.command == "apps":
+        return run_apps(args)
     parser.print_help()
     return 0

@@ -1,0 +1,391 @@
+"""``ressonance apps ...``: manage the apps of the app store (docs/apps.md), from the command
+line. With :mod:`ressonance.cli` the only module that parses argv and prints; ``cli`` exits.
+
+Two ways, one set of rules: on the store directly (the default; the store ``serve`` would open:
+``--app-store``, ``--data-dir``, ``--config`` and the ``RESSONANCE_*`` environment) through
+:class:`~ressonance.apps.manage.AppManager`, or through a running node's management API
+(``--server URL --token TOKEN``) with :class:`~ressonance.admin_client.AdminClient`. Both answer
+the API's JSON (``AppRecord.to_json()``) and raise ``HttpError`` with the API's status: a 400
+(which names the field) exits with 2, like a usage error; any other failure with 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+import urllib.parse
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, TextIO
+
+from ressonance.admin_client import AdminClient, Unreachable
+from ressonance.apps.manage import AppManager, Invalid
+from ressonance.apps.validation import SETTINGS_FIELDS
+from ressonance.config import Settings, load
+from ressonance.errors import ConfigError, HttpError
+from ressonance.models import App
+
+# one line per setting of SETTINGS_FIELDS (docs/configuration.md, "Apps"); the default is added
+SETTING_HELP = {
+    "client_events": "accept client-* events from connections",
+    "max_payload_kb": "largest event data, in KiB",
+    "max_connections": "connections at once; 0 = unlimited",
+    "max_client_events_per_second": "client events per connection and second",
+    "max_subscriptions_per_second": "subscriptions per connection and second",
+    "max_channels_per_connection": "channels one connection may subscribe to",
+    "max_presence_members": "members of one presence channel",
+    "max_presence_member_kb": "size of one presence member's user_info, in KiB",
+    "subscription_count": "send pusher_internal:subscription_count to subscribers",
+    "cache_ttl": "seconds a cache channel keeps its last event; 0 = none",
+    "allowed_origins": "origins browsers may connect from, comma-separated; '' = any",
+}
+_DEFAULTS = App(id="", key="", secret="")
+
+APPS_EPILOG = """\
+where the apps are (one of):
+  on the store (default): the store `ressonance serve` would open, from --app-store,
+    --data-dir, --config and RESSONANCE_APP_STORE, RESSONANCE_DATA_DIR (./ressonance-data),
+    RESSONANCE_SECRET_KEY (required with PostgreSQL), RESSONANCE_CONFIG; running nodes see a
+    change within a second. Apps of the configuration (TOML, RESSONANCE_APP_*) are listed,
+    read-only.
+  through a running node: --server http://host:9601 (its admin listener) and --token or
+    RESSONANCE_ADMIN_TOKEN; the node's /api/v1/apps (docs/apps.md).
+exit status: 0 done, 2 bad input (the field is named), 1 any other failure (not found,
+read-only, conflict, wrong token, store or node unreachable)."""
+
+
+class Apps(Protocol):
+    """What both ways offer: the management API's operations, answering its JSON."""
+
+    async def records(self) -> list[dict[str, Any]]: ...
+    async def get(self, app_id: str) -> dict[str, Any]: ...
+    async def create(self, body: dict[str, Any]) -> dict[str, Any]: ...
+    async def update(self, app_id: str, body: dict[str, Any]) -> dict[str, Any]: ...
+    async def set_enabled(self, app_id: str, enabled: bool) -> dict[str, Any]: ...
+    async def rotate(self, app_id: str, grace: str) -> dict[str, Any]: ...
+    async def delete(self, app_id: str) -> None: ...
+
+
+class StoreApps:
+    """:class:`AppManager` on the store, answering what the API would."""
+
+    def __init__(self, manager: AppManager) -> None:
+        self.manager = manager
+
+    async def records(self) -> list[dict[str, Any]]:
+        return [r.to_json() for r in await self.manager.records()]
+
+    async def get(self, app_id: str) -> dict[str, Any]:
+        return (await self.manager.get(app_id)).to_json()
+
+    async def create(self, body: dict[str, Any]) -> dict[str, Any]:
+        return (await self.manager.create(body)).to_json()
+
+    async def update(self, app_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        return (await self.manager.update(app_id, body)).to_json()
+
+    async def set_enabled(self, app_id: str, enabled: bool) -> dict[str, Any]:
+        return (await self.manager.set_enabled(app_id, enabled)).to_json()
+
+    async def rotate(self, app_id: str, grace: str) -> dict[str, Any]:
+        return (await self.manager.rotate(app_id, grace)).to_json()
+
+    async def delete(self, app_id: str) -> None:
+        await self.manager.delete(app_id)
+
+
+# the parser ---------------------------------------------------------------------------------
+def _origins(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _common() -> argparse.ArgumentParser:
+    """The options of every ``apps`` subcommand: where the apps are, and --json."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="print JSON (the API's form)")
+    store = common.add_argument_group("on the store (default)")
+    store.add_argument("--config", metavar="FILE", help="TOML file (its apps are read-only)")
+    store.add_argument(
+        "--app-store",
+        metavar="URL",
+        help="sqlite:///path.db or postgresql://user:pass@host/db (default: sqlite in --data-dir)",
+    )
+    store.add_argument("--data-dir", metavar="DIR", help="default ./ressonance-data")
+    node = common.add_argument_group("through a running node")
+    node.add_argument(
+        "--server", metavar="URL", help="its admin listener, e.g. http://127.0.0.1:9601"
+    )
+    node.add_argument(
+        "--token",
+        help="the admin token (default: RESSONANCE_ADMIN_TOKEN, which keeps it out of ps)",
+    )
+    return common
+
+
+def _add_settings(parser: argparse.ArgumentParser, create: bool) -> None:
+    """One option per app setting: ``--max-connections N``, ``--client-events/--no-...``."""
+    group = parser.add_argument_group(
+        "app settings" + ("" if create else " (unchanged if not given)")
+    )
+    for name, field in SETTINGS_FIELDS.items():
+        option = "--" + name.replace("_", "-")
+        text = SETTING_HELP.get(name, "see docs/configuration.md")
+        if create:
+            default = getattr(_DEFAULTS, name)
+            shown = ("on" if default else "off") if isinstance(default, bool) else default
+            text += f" (default {shown if shown != () else 'any'})"
+        if field.type in (bool, "bool"):
+            group.add_argument(option, action=argparse.BooleanOptionalAction, help=text)
+        elif field.type in (int, "int"):
+            group.add_argument(option, type=int, metavar="N", help=text)
+        elif field.type in (str, "str"):
+            group.add_argument(option, metavar="TEXT", help=text)
+        else:
+            group.add_argument(option, type=_origins, metavar="A,B", help=text)
+
+
+def add_apps_parser(commands: Any) -> None:
+    """``apps`` and its subcommands, under ``commands`` (the top parser's subparsers)."""
+    apps = commands.add_parser(
+        "apps",
+        help="create, list, change, rotate and delete apps (docs/apps.md)",
+        description="Manage the apps of the app store, on the store or through a running node.",
+        epilog=APPS_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    actions = apps.add_subparsers(dest="apps_command", metavar="ACTION", required=True)
+    common = _common()
+
+    def action(name: str, text: str) -> argparse.ArgumentParser:
+        return actions.add_parser(  # type: ignore[no-any-return]
+            name,
+            parents=[common],
+            help=text,
+            description=text[0].upper() + text[1:] + ".",
+            epilog=APPS_EPILOG,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+
+    create = action("create", "create an app; prints its id, key, secret and a Laravel .env")
+    create.add_argument("--name", required=True, help="what the app is called")
+    create.add_argument("--id", help="the app id (default: a generated number)")
+    create.add_argument("--key", help="the app key (default: generated)")
+    create.add_argument("--secret", help="the app secret (default: generated)")
+    _add_settings(create, create=True)
+    action("list", "list every app (configured ones marked read-only)")
+    show = action("show", "show one app, its keys and settings")
+    show.add_argument("app_id", metavar="ID")
+    update = action("update", "change an app's name or settings")
+    update.add_argument("app_id", metavar="ID")
+    update.add_argument("--name", help="a new name")
+    _add_settings(update, create=False)
+    rotate = action(
+        "rotate-secret", "give an app a new key and secret; the old pair works for --grace"
+    )
+    rotate.add_argument("app_id", metavar="ID")
+    rotate.add_argument(
+        "--grace",
+        default="24h",
+        metavar="DURATION",
+        help="how long the old key and secret stay valid: 90s, 15m, 24h, 7d or seconds; "
+        "at most 30d (default 24h)",
+    )
+    for name, text in (
+        ("enable", "let an app's clients connect again"),
+        ("disable", "refuse an app's connections and API calls; closes them with 4003"),
+        ("delete", "delete an app; closes its connections with 4003"),
+    ):
+        action(name, text).add_argument("app_id", metavar="ID")
+
+
+# running ------------------------------------------------------------------------------------
+def _body(args: argparse.Namespace, *identity: str) -> dict[str, Any]:
+    names = (*identity, *SETTINGS_FIELDS)
+    return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+
+
+async def perform(args: argparse.Namespace, apps: Apps) -> Any:
+    """The subcommand, on ``apps``: the record(s) it answers (None for delete)."""
+    command = args.apps_command
+    if command == "create":
+        return await apps.create(_body(args, "name", "id", "key", "secret"))
+    if command == "list":
+        return await apps.records()
+    if command == "show":
+        return await apps.get(args.app_id)
+    if command == "update":
+        body = _body(args, "name")
+        if not body:
+            raise Invalid("body", "nothing to change: give --name or a setting option")
+        return await apps.update(args.app_id, body)
+    if command == "rotate-secret":
+        return await apps.rotate(args.app_id, args.grace)
+    if command in ("enable", "disable"):
+        return await apps.set_enabled(args.app_id, command == "enable")
+    await apps.delete(args.app_id)
+    return None
+
+
+async def _on_store(settings: Settings, work: Callable[[Apps], Awaitable[Any]]) -> Any:
+    from ressonance.server import app_database, fixed_apps, open_store
+
+    database = app_database(settings)
+    await open_store(database, settings)
+    try:
+        # the development app runs only while the store is empty: it is no app to manage
+        fixed = () if settings.dev_app else tuple(fixed_apps(settings))
+        return await work(StoreApps(AppManager(database, fixed=fixed)))
+    finally:
+        await database.db.close()
+
+
+def run_apps(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    """Run ``ressonance apps ...``: 0 done, 2 bad input, 1 any other failure."""
+
+    def fail(message: str, status: int = 1) -> int:
+        err.write(f"ressonance apps: {message}\n")
+        return status
+
+    try:
+        if args.server:
+            if args.config or args.app_store or args.data_dir:
+                return fail("--server goes to a node: leave out --config/--app-store/--data-dir", 2)
+            token = args.token or os.environ.get("RESSONANCE_ADMIN_TOKEN", "")
+            if not token:
+                return fail("--server needs --token or RESSONANCE_ADMIN_TOKEN", 2)
+            try:
+                client = AdminClient(args.server, token)
+            except ValueError as exc:
+                return fail(f"--server: {exc}", 2)
+            result = asyncio.run(perform(args, client))
+            host = urllib.parse.urlsplit(args.server).hostname or "127.0.0.1"
+            where = (host, 6001)
+        else:
+            try:
+                settings = load(
+                    cli={"app_store": args.app_store, "data_dir": args.data_dir},
+                    env=os.environ,
+                    config_file=args.config,
+                )
+            except ConfigError as exc:
+                return fail(f"configuration error: {exc}", 2)
+            result = asyncio.run(_on_store(settings, lambda apps: perform(args, apps)))
+            shown = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+            where = (shown, settings.port)
+    except HttpError as exc:  # the manager's (Invalid: 400 with a field) or the node's
+        field = getattr(exc, "field", None)
+        if exc.status == 400:
+            return fail(f"invalid {field}: {exc.message}" if field else exc.message, 2)
+        return fail(f"{exc.message} ({exc.status})")
+    except (ConfigError, Unreachable) as exc:
+        return fail(str(exc))
+    except Exception as exc:  # never a traceback: the type and message
+        return fail(f"unexpected {type(exc).__name__}: {exc}")
+    _print(args, result, where, out)
+    return 0
+
+
+# printing -----------------------------------------------------------------------------------
+def laravel_env(app_id: str, key: str, secret: str, host: str, port: int) -> str:
+    """A ready-to-paste Laravel ``.env`` block for one app (docs/laravel.md)."""
+    return f"""BROADCAST_CONNECTION=pusher
+PUSHER_APP_ID={app_id}
+PUSHER_APP_KEY={key}
+PUSHER_APP_SECRET={secret}
+PUSHER_HOST={host}
+PUSHER_PORT={port}
+PUSHER_SCHEME=http
+PUSHER_APP_CLUSTER=mt1
+VITE_PUSHER_APP_KEY="${{PUSHER_APP_KEY}}"
+VITE_PUSHER_HOST="${{PUSHER_HOST}}"
+VITE_PUSHER_PORT="${{PUSHER_PORT}}"
+VITE_PUSHER_SCHEME="${{PUSHER_SCHEME}}"
+VITE_PUSHER_APP_CLUSTER="${{PUSHER_APP_CLUSTER}}"
+"""
+
+
+def _when(stamp: float | None) -> str:
+    if not stamp:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(stamp))
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        return ", ".join(map(str, value)) or "any"
+    return str(value)
+
+
+def describe(record: dict[str, Any]) -> str:
+    """One app, one ``name: value`` line per field, then its keys."""
+    source = record.get("source", "store")
+    lines = [
+        f"id:       {record['id']}",
+        f"name:     {record.get('name', '')}",
+        f"enabled:  {_value(record.get('enabled', True))}",
+        f"source:   {source}" + (" (read-only)" if record.get("read_only") else ""),
+        f"key:      {record['key']}",
+        f"secret:   {record['secret']}",
+    ]
+    width = max(len(name) for name in SETTINGS_FIELDS)
+    lines += [f"{n + ':':<{width + 1}} {_value(record[n])}" for n in SETTINGS_FIELDS if n in record]
+    lines.append("keys (newest first):")
+    for k in record.get("keys", []):
+        until = f"until {_when(k['expires_at'])}" if k.get("expires_at") else "no expiry"
+        lines.append(f"  {k['key']}  created {_when(k['created_at'])}, {until}")
+    if source == "store":
+        lines.append(f"created:  {_when(record.get('created_at'))}")
+        lines.append(f"updated:  {_when(record.get('updated_at'))}")
+    return "\n".join(lines) + "\n"
+
+
+def _table(records: list[dict[str, Any]]) -> str:
+    if not records:
+        return "No apps in the store (create one with: ressonance apps create --name NAME).\n"
+    rows = [("ID", "NAME", "KEY", "ENABLED", "SOURCE")]
+    for r in records:
+        source = r.get("source", "store") + (" (read-only)" if r.get("read_only") else "")
+        rows.append((r["id"], r.get("name", ""), r["key"], _value(r["enabled"]), source))
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    return "".join(
+        "  ".join(f"{cell!s:<{w}}" for cell, w in zip(row, widths, strict=True)).rstrip() + "\n"
+        for row in rows
+    )
+
+
+def _print(args: argparse.Namespace, result: Any, where: tuple[str, int], out: TextIO) -> None:
+    command = args.apps_command
+    if args.json:
+        if command == "list":
+            result = {"apps": result}
+        elif command == "delete":
+            result = {"id": args.app_id, "deleted": True}
+        out.write(json.dumps(result, indent=2) + "\n")
+    elif command == "list":
+        out.write(_table(result))
+    elif command == "delete":
+        out.write(f"Deleted app {args.app_id}; its connections were closed (4003).\n")
+    elif command in ("create", "rotate-secret"):
+        r = result
+        if command == "create":
+            out.write(f"Created app {r['id']} ({r['name']}).\n\n")
+        else:
+            old = [k for k in r["keys"][1:] if k.get("expires_at")]
+            until = f"until {_when(old[0]['expires_at'])}" if old else "no longer"
+            out.write(f"New key and secret for app {r['id']}; the old pair works {until}.\n\n")
+        out.write(f"  app id:     {r['id']}\n  app key:    {r['key']}\n")
+        out.write(f"  app secret: {r['secret']}\n\n")
+        out.write("Laravel .env (BROADCAST_CONNECTION=pusher; PUSHER_HOST/PORT: where clients ")
+        out.write("reach ressonance):\n\n")
+        out.write(laravel_env(r["id"], r["key"], r["secret"], *where))
+    else:
+        verb = {"update": "Updated", "enable": "Enabled", "disable": "Disabled"}.get(command)
+        if verb:
+            out.write(f"{verb} app {result['id']}.\n\n")
+        out.write(describe(result))
+    out.flush()

@@ -1,0 +1,227 @@
+"""``ressonance apps ...`` as a user runs it (a subprocess): on a SQLite store in a temporary data
+directory, on a private PostgreSQL, and through a running node's management API (then a client
+connects with the new key); the exit statuses and messages of bad input and failures."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ressonance.apps.validation import SETTINGS_FIELDS
+from ressonance.apps_cli import SETTING_HELP
+from tests.support.server import RunningServer, free_port, run_server, write_config
+from tests.support.services import postgres_server
+from tests.support.wsclient import open_ws
+
+pytestmark = pytest.mark.timeout(60)
+TOKEN = "cli-admin-token-0123456789"
+CONFIGURED = {"id": "5001", "key": "configured-key", "secret": "configured-secret"}
+
+
+def ressonance(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``python -m ressonance apps ...`` with only the given ``RESSONANCE_*`` variables."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("RESSONANCE_")}
+    return subprocess.run(
+        [sys.executable, "-m", "ressonance", "apps", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        env={**clean, **(env or {})},
+    )
+
+
+def ok_json(*args: str, env: dict[str, str] | None = None) -> Any:
+    result = ressonance(*args, "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def assert_fails(result: subprocess.CompletedProcess[str], status: int, *words: str) -> None:
+    assert result.returncode == status, (result.returncode, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    for word in words:
+        assert word in result.stderr, (word, result.stderr)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> dict[str, str]:
+    return {"RESSONANCE_DATA_DIR": str(tmp_path / "data")}
+
+
+def test_every_setting_has_an_option_and_help() -> None:
+    assert set(SETTING_HELP) == set(SETTINGS_FIELDS)
+    for command in ("create", "update"):
+        out = ressonance(command, "--help").stdout
+        for name in SETTINGS_FIELDS:
+            assert f"--{name.replace('_', '-')}" in out, (command, name)
+        assert "--server" in out and "--app-store" in out and "--json" in out
+    out = ressonance("--help").stdout
+    for command in ("create", "list", "show", "update", "rotate-secret", "enable", "disable"):
+        assert command in out
+
+
+def test_lifecycle_on_a_sqlite_store(store: dict[str, str], tmp_path: Path) -> None:
+    created = ok_json(
+        "create",
+        "--name",
+        "Shop",
+        "--max-connections",
+        "7",
+        "--no-client-events",
+        "--allowed-origins",
+        "https://a.example, http://b.example:5173",
+        env=store,
+    )
+    app_id = created["id"]
+    assert created["name"] == "Shop" and created["source"] == "store"
+    assert created["max_connections"] == 7 and created["client_events"] is False
+    assert created["allowed_origins"] == ["https://a.example", "http://b.example:5173"]
+    assert created["secret"] and created["key"]
+    assert (tmp_path / "data" / "ressonance.db").exists()
+
+    listed = ok_json("list", env=store)["apps"]
+    assert [a["id"] for a in listed] == [app_id]
+    assert ok_json("show", app_id, env=store)["secret"] == created["secret"]
+
+    updated = ok_json(
+        "update", app_id, "--name", "Shop 2", "--client-events", "--cache-ttl", "0", env=store
+    )
+    assert updated["name"] == "Shop 2" and updated["client_events"] is True
+    assert updated["cache_ttl"] == 0 and updated["max_connections"] == 7  # the rest unchanged
+
+    rotated = ok_json("rotate-secret", app_id, "--grace", "1h", env=store)
+    assert rotated["key"] != created["key"] and rotated["secret"] != created["secret"]
+    old = rotated["keys"][1]
+    assert old["key"] == created["key"]
+    assert 3500 < old["expires_at"] - time.time() <= 3600
+
+    assert ok_json("disable", app_id, env=store)["enabled"] is False
+    assert ok_json("show", app_id, env=store)["enabled"] is False
+    assert ok_json("enable", app_id, env=store)["enabled"] is True
+
+    assert ok_json("delete", app_id, env=store) == {"id": app_id, "deleted": True}
+    assert ok_json("list", env=store) == {"apps": []}
+    assert_fails(ressonance("show", app_id, env=store), 1, "not found")
+
+
+def test_human_output(store: dict[str, str]) -> None:
+    result = ressonance("create", "--name", "Blog", "--id", "777", "--secret", "s3cr3t", env=store)
+    assert result.returncode == 0, result.stderr
+    assert "app secret: s3cr3t" in result.stdout
+    assert "PUSHER_APP_ID=777" in result.stdout and "PUSHER_APP_SECRET=s3cr3t" in result.stdout
+    record = ok_json("show", "777", env=store)
+    assert f"PUSHER_APP_KEY={record['key']}" in result.stdout
+    listing = ressonance("list", env=store).stdout
+    assert "777" in listing and "Blog" in listing and record["key"] in listing
+    shown = ressonance("show", "777", env=store).stdout
+    assert "max_connections:" in shown and "s3cr3t" in shown
+
+
+def test_bad_input_exits_2_naming_the_field(store: dict[str, str]) -> None:
+    assert_fails(
+        ressonance("create", "--name", "x", "--max-connections", "-1", env=store),
+        2,
+        "max_connections",
+    )
+    assert_fails(ressonance("create", "--name", "x", "--id", "a b", env=store), 2, "id")
+    assert_fails(ressonance("create", "--max-payload-kb", "9", env=store), 2, "--name")
+    assert_fails(
+        ressonance("create", "--name", "x", "--cache-ttl", "soon", env=store), 2, "--cache-ttl"
+    )
+    assert ok_json("list", env=store) == {"apps": []}  # nothing was created
+    app_id = ok_json("create", "--name", "x", env=store)["id"]
+    assert_fails(ressonance("rotate-secret", app_id, "--grace", "31d", env=store), 2, "grace")
+    assert_fails(ressonance("update", app_id, env=store), 2, "nothing to change")
+    assert_fails(ressonance("show", "no-such-app", env=store), 1, "not found")
+    assert_fails(ressonance("delete", "no-such-app", env=store), 1, "not found")
+    assert_fails(ressonance("create", "--name", "y", "--id", app_id, env=store), 1, "exists")
+    assert_fails(ressonance("list", "--server", "ftp://x", "--token", TOKEN), 2, "--server")
+    assert_fails(ressonance("list", "--server", "http://127.0.0.1:1"), 2, "token")
+    refused = ressonance("list", "--server", f"http://127.0.0.1:{free_port()}", "--token", TOKEN)
+    assert_fails(refused, 1, "cannot reach")
+    assert TOKEN not in refused.stderr + refused.stdout
+
+
+def test_configured_apps_are_read_only_on_the_store(store: dict[str, str], tmp_path: Path) -> None:
+    config = str(write_config(tmp_path / "apps.toml", [CONFIGURED], {}))
+    listed = ok_json("list", "--config", config, env=store)["apps"]
+    assert [(a["id"], a["source"], a["read_only"]) for a in listed] == [("5001", "config", True)]
+    assert "read-only" in ressonance("list", "--config", config, env=store).stdout
+    update = ressonance("update", "5001", "--name", "x", "--config", config, env=store)
+    assert_fails(update, 1, "read-only")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("nonsense = 1\n")
+    assert_fails(ressonance("list", "--config", str(bad), env=store), 2, "unknown setting")
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """A node with a configured app and the management API."""
+    tmp = tmp_path_factory.mktemp("node")
+    settings = {"admin_port": free_port(), "admin_token": TOKEN}
+    with run_server(tmp, apps=[CONFIGURED], settings=settings) as running:
+        yield running
+
+
+def on_node(
+    node: RunningServer, *args: str, token: str = TOKEN
+) -> subprocess.CompletedProcess[str]:
+    return ressonance(*args, "--server", node.admin_url, env={"RESSONANCE_ADMIN_TOKEN": token})
+
+
+@pytest.mark.asyncio
+async def test_create_through_a_node_then_connect_with_the_new_key(node: RunningServer) -> None:
+    result = on_node(node, "create", "--name", "Live", "--max-connections", "3", "--json")
+    assert result.returncode == 0, result.stderr
+    created = json.loads(result.stdout)
+    assert created["source"] == "store" and created["max_connections"] == 3
+    async with open_ws(node.ws_url(created["key"]), created, timeout=2) as client:
+        assert client.socket_id  # pusher:connection_established
+    listed = json.loads(on_node(node, "list", "--json").stdout)["apps"]
+    assert {a["id"] for a in listed} >= {created["id"], "5001"}
+    negative = on_node(node, "update", created["id"], "--max-presence-members", "-5")
+    assert_fails(negative, 2, "max_presence_members")
+    disabled = on_node(node, "disable", created["id"], "--json")
+    assert json.loads(disabled.stdout)["enabled"] is False
+    assert on_node(node, "delete", created["id"]).returncode == 0
+    assert_fails(on_node(node, "show", created["id"]), 1, "not found")
+
+
+def test_configured_app_is_read_only_through_a_node(node: RunningServer) -> None:
+    shown = on_node(node, "show", "5001", "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["read_only"] is True
+    assert_fails(on_node(node, "update", "5001", "--name", "renamed"), 1, "read-only")
+    assert_fails(on_node(node, "delete", "5001"), 1, "read-only")
+
+
+def test_wrong_token_exits_1_without_printing_it(node: RunningServer) -> None:
+    wrong = "wrong-token-0123456789abcdef"
+    result = on_node(node, "list", token=wrong)
+    assert_fails(result, 1, "token")
+    assert wrong not in result.stderr + result.stdout
+    argv = ressonance("list", "--server", node.admin_url, "--token", wrong)
+    assert_fails(argv, 1, "token")
+    assert wrong not in argv.stderr + argv.stdout
+
+
+def test_postgresql_store(tmp_path: Path) -> None:
+    with postgres_server(tmp_path) as pg:
+        store = ["--app-store", pg.url]
+        assert_fails(ressonance("list", *store), 2, "RESSONANCE_SECRET_KEY")
+        env = {"RESSONANCE_SECRET_KEY": "k" * 40, "RESSONANCE_DATA_DIR": str(tmp_path / "d")}
+        created = ok_json("create", "--name", "Shared", *store, env=env)
+        listed = ok_json("list", *store, env=env)["apps"]
+        assert [(a["id"], a["secret"]) for a in listed] == [(created["id"], created["secret"])]
+        other = {**env, "RESSONANCE_SECRET_KEY": "o" * 40}  # another key opens no secret
+        assert ok_json("list", *store, env=other) == {"apps": []}
+    assert_fails(ressonance("list", *store, env=env), 1, "app store")  # it is stopped
