@@ -8,6 +8,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import pytest
 
@@ -15,8 +16,10 @@ from ressonance.apps.crypto import SecretBox
 from ressonance.apps.database import AppDatabase
 from ressonance.apps.validation import SETTINGS_FIELDS
 from ressonance.models import App
-from ressonance.storage.base import Conflict
+from ressonance.storage.base import Conflict, StorageError
+from ressonance.storage.factory import open_database
 from tests.storage.test_database import BOUND, NOW, opened, pg, url
+from tests.support.server import free_port
 
 __all__ = ["pg", "url"]  # fixtures of test_database.py, used here by name
 
@@ -314,3 +317,21 @@ async def test_two_objects_on_one_store_see_each_others_writes(url: str) -> None
             assert [r.app.name for r in records] == ["two"]
             await second.delete("2001")
             assert (await first.load())[1] == []
+
+
+@pytest.mark.parametrize("where", ["sqlite below a file", "postgres on a closed port"])
+async def test_a_store_that_cannot_be_opened_is_a_storage_error(tmp_path: Path, where: str) -> None:
+    """The storage port's promise (storage/base.py): a caller catches only StorageError, so
+    that ``ressonance serve`` names the store in a configuration error, not a traceback."""
+    (tmp_path / "file").write_text("not a directory")
+    target = {
+        "sqlite below a file": f"sqlite:///{tmp_path}/file/apps.db",
+        "postgres on a closed port": f"postgresql://ressonance@127.0.0.1:{free_port()}/none",
+    }[where]
+    db = open_database(target)
+    try:
+        with pytest.raises(StorageError):
+            async with asyncio.timeout(BOUND):
+                await db.start()
+    finally:
+        await db.close()
