@@ -61,6 +61,20 @@ def cache_of(
     return cache, changes
 
 
+async def started(
+    store: AppDatabase, clock: Clock, *apps: App
+) -> tuple[AppCache, list[tuple[str, App | None]]]:
+    """``apps`` stored, then a cache over the store started."""
+    for app in apps:
+        await store.create(app)
+    cache, changes = cache_of(store, clock)
+    await cache.start()
+    return cache, changes
+
+
+APP_1 = App(id="2001", key="key-1", secret="secret-1")
+
+
 async def eventually(check: Callable[[], Awaitable[object]]) -> None:
     """Wait (bounded) until ``check`` answers true."""
     async with asyncio.timeout(BOUND):
@@ -113,9 +127,7 @@ async def test_refresh_reloads_only_when_the_revision_moved(
 async def test_on_change_gets_each_changed_app_and_none_when_deleted(
     store: AppDatabase, clock: Clock
 ) -> None:
-    await store.create(App(id="2001", key="key-1", secret="secret-1"))
-    cache, changes = cache_of(store, clock)
-    await cache.start()
+    cache, changes = await started(store, clock, APP_1)
     assert [(i, a.key if a else None) for i, a in changes] == [("2001", "key-1")]
     changes.clear()
     await store.create(App(id="2002", key="key-2", secret="secret-2"))
@@ -177,9 +189,7 @@ async def test_tick_retires_an_expired_key_without_the_database(
 async def test_a_failing_store_keeps_the_apps_known_and_recovers(
     store: AppDatabase, clock: Clock
 ) -> None:
-    await store.create(App(id="2001", key="key-1", secret="secret-1"))
-    cache, _ = cache_of(store, clock)
-    await cache.start()
+    cache, _ = await started(store, clock, APP_1)
     assert cache.healthy and cache.problem is None
     await store.db.close()
     assert await cache.refresh() is False
@@ -201,9 +211,7 @@ async def test_a_failing_store_keeps_the_apps_known_and_recovers(
 async def test_a_store_at_an_unreachable_path_sets_the_problem(
     store: AppDatabase, tmp_path: Path, clock: Clock
 ) -> None:
-    await store.create(App(id="2001", key="key-1", secret="secret-1"))
-    cache, _ = cache_of(store, clock)
-    await cache.start()
+    cache, _ = await started(store, clock, APP_1)
     (tmp_path / "file").write_text("not a directory")
     unreachable = SqliteDatabase(tmp_path / "file" / "apps.db")  # never opened: it cannot be
     cache.database = AppDatabase(unreachable, SecretBox(BOX_KEY), clock=clock)
