@@ -282,6 +282,8 @@ def run_apps(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = s
         return fail(f"{exc.message} ({exc.status})")
     except (ConfigError, Unreachable) as exc:
         return fail(str(exc))
+    except KeyboardInterrupt:
+        return fail("interrupted", 130)
     except Exception as exc:  # never a traceback: the type and message
         return fail(f"unexpected {type(exc).__name__}: {exc}")
     _print(args, result, where, out)
