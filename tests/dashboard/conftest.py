@@ -9,11 +9,14 @@ Chromium is found like the other test binaries (:func:`tests.support.services.re
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import os
 import re
-from collections.abc import Iterator
+import threading
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
@@ -22,6 +25,8 @@ from tests.support.services import require
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
+
+T = TypeVar("T")
 
 ADMIN_TOKEN = "dashboard-test-token-0123456789"
 VIEWPORT = {"width": 1366, "height": 900}  # a laptop screen
@@ -112,3 +117,35 @@ def admin_server(tmp_path: Path) -> Iterator[RunningServer]:
     """One real node (the default test apps) with its admin listener on."""
     with run_server(tmp_path, settings=admin_settings()) as server:
         yield server
+
+
+class LoopThread:
+    """An asyncio loop in a thread of its own, for the async test clients (tests/support/
+    wsclient.py) next to Playwright's sync API, which keeps its own loop in the test's thread."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Start ``coro`` on the loop; the caller bounds its wait on the future."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 15) -> T:
+        return self.submit(coro).result(timeout)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        if not self.thread.is_alive():
+            self.loop.close()
+
+
+@pytest.fixture
+def loop_thread() -> Iterator[LoopThread]:
+    runner = LoopThread()
+    try:
+        yield runner
+    finally:
+        runner.close()

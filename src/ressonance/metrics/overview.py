@@ -2,9 +2,10 @@
 between samples, the last 15 minutes of them, and the cluster as the heartbeats tell it.
 
 :meth:`Overview.sample` runs on a timer (the server's, every :data:`SAMPLE_INTERVAL`);
-:meth:`Overview.snapshot` answers ``GET /api/overview``; :meth:`Overview.heartbeat_stats` is
-what this node tells the others with each heartbeat, so that any node's dashboard shows every
-node (docs/observability.md).
+:meth:`Overview.snapshot` answers ``GET /api/overview`` (with ``public``, where clients
+connect, for the app page's connection snippets); :meth:`Overview.heartbeat_stats` is what this
+node tells the others with each heartbeat, so that any node's dashboard shows every node
+(docs/observability.md).
 """
 
 from __future__ import annotations
@@ -161,10 +162,21 @@ class Overview:
         """App id -> messages per second (received and sent) here, over the last sample."""
         return {a: round(r, 2) for a, r in self._app_rates.items()}
 
+    def public_address(self) -> dict[str, Any]:
+        """Where clients connect: the public listener's address, for the dashboard's connection
+        snippets. ``host`` is None when it listens on every interface (the dashboard then uses
+        the host it was opened on)."""
+        sockets = self.listener.sockets
+        if not sockets:
+            return {"host": None, "port": None}
+        host, port = sockets[0].getsockname()[:2]
+        return {"host": None if host in ("0.0.0.0", "::") else host, "port": port}
+
     def snapshot(self) -> dict[str, Any]:
         nodes = self._nodes()  # reads this process's RSS: once per answer
         return {
             "node": {"id": self.node.broker.node_id, "region": self.region, "version": __version__},
+            "public": self.public_address(),
             "cluster": self._cluster(nodes),
             "nodes": nodes,
             "history": list(self.history),

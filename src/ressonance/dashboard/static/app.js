@@ -1,7 +1,8 @@
 // Ressonance operator dashboard. Vanilla JavaScript (ES2020), no framework, no build step,
 // nothing fetched from anywhere but this admin listener.
 //
-// Views (hash routing): #/overview, #/apps, #/apps/<id>, #/apps/<id>/debug, #/apps/<id>/publish.
+// Views (hash routing): #/overview, #/apps, #/apps/<id>, #/apps/<id>/debug, #/apps/<id>/publish,
+// #/apps/<id>/settings (app management through /api/v1/apps: docs/observability.md).
 // Everything the server sends (channel names, event data, error messages: tenant data) is inserted
 // with textContent, never as HTML.
 (() => {
@@ -107,9 +108,10 @@
   }
 
   class ApiError extends Error {
-    constructor(status, message) {
+    constructor(status, message, field = null) {
       super(message);
       this.status = status;
+      this.field = field; // the management API names the refused field of a 400
     }
   }
 
@@ -136,7 +138,7 @@
     }
     if (!res.ok) {
       const message = (body && (body.error || body.message)) || text || res.statusText;
-      throw new ApiError(res.status, String(message));
+      throw new ApiError(res.status, String(message), (body && body.field) || null);
     }
     return body;
   }
@@ -437,7 +439,7 @@
 
   // -- apps ------------------------------------------------------------------------------------
 
-  const apps = { timer: null };
+  const apps = { timer: null, manageable: false };
 
   function stopApps() {
     clearTimeout(apps.timer);
@@ -446,8 +448,17 @@
 
   async function pollApps() {
     try {
-      const data = await api('/api/apps');
-      renderApps(data.apps || []);
+      const [data, managed] = await Promise.all([
+        api('/api/apps'),
+        api(MANAGE).catch((err) => {
+          if (err.status === 404) return null; // no management API on this server
+          throw err;
+        }),
+      ]);
+      apps.manageable = managed !== null;
+      $('app-new').hidden = !apps.manageable;
+      const records = new Map(((managed && managed.apps) || []).map((r) => [r.id, r]));
+      renderApps(data.apps || [], records);
       banner(null);
     } catch (err) {
       if (err.status !== 401) banner(`Cannot load the apps: ${err.message}. Retrying…`);
@@ -461,7 +472,7 @@
     return el('a', text, { href: `#/apps/${encodeURIComponent(id)}${suffix}` });
   }
 
-  function renderApps(list) {
+  function renderApps(list, records) {
     const tbody = $('apps-table').tBodies[0];
     $('apps-empty').hidden = list.length > 0;
     setText('apps-updated', `updated ${fmtTime(Date.now() / 1000)}`);
@@ -471,14 +482,21 @@
         tr.dataset.app = a.id;
         const idCell = cell(tr, '');
         idCell.append(appLink(a.id, 'details', a.id));
+        const record = records.get(a.id);
+        if (record && record.name) idCell.append(el('div', record.name, { className: 'muted app-name' }));
         cell(tr, a.key, 'mono');
         const st = cell(tr, '');
         st.append(el('span', a.enabled ? 'enabled' : 'disabled', { className: a.enabled ? 'status ok' : 'status muted-status' }));
+        if (record && record.read_only) {
+          const where = record.source === 'development' ? 'development' : 'configuration file';
+          st.append(' ', el('span', where, { className: 'badge', title: `From the ${where}: read-only` }));
+        }
         cell(tr, nf0.format(a.connections ?? 0), 'num');
         cell(tr, fmtRate(a.messages_per_s), 'num');
         cell(tr, nf0.format(a.channels ?? 0), 'num');
         const tools = cell(tr, '', 'tools');
         tools.append(appLink(a.id, 'debug', 'Debug console'), ' ', appLink(a.id, 'publish', 'Event creator'));
+        if (record) tools.append(' ', appLink(a.id, 'settings', 'Settings'));
         tr.addEventListener('click', (ev) => {
           if (ev.target.closest('a')) return;
           location.hash = `#/apps/${encodeURIComponent(a.id)}`;
@@ -825,6 +843,522 @@
     });
   }
 
+  // -- app management: create, edit, enable/disable, rotate, delete (/api/v1/apps) -----------
+
+  const MANAGE = '/api/v1/apps';
+  // The limits and flags the forms show (docs/configuration.md, "Apps"), with their defaults
+  // (empty on the create form: the server's default). `main`: on the create form itself, the
+  // others under "More limits".
+  const FIELDS = [
+    { name: 'max_connections', label: 'Max connections', type: 'int', def: 0, main: true, help: 'simultaneous connections; 0: unlimited' },
+    { name: 'max_client_events_per_second', label: 'Client events per second', type: 'int', def: 10, main: true, help: 'per connection; 0: unlimited' },
+    { name: 'client_events', label: 'Client events (whisper)', type: 'bool', def: true, main: true, help: 'clients may send client-* events on private and presence channels' },
+    { name: 'allowed_origins', label: 'Allowed origins', type: 'list', def: [], main: true, help: 'one per line, e.g. https://example.com; empty: any origin' },
+    { name: 'max_payload_kb', label: 'Max payload (KiB)', type: 'int', def: 10 },
+    { name: 'max_subscriptions_per_second', label: 'Subscriptions per second', type: 'int', def: 128, help: 'per connection; 0: unlimited' },
+    { name: 'max_channels_per_connection', label: 'Channels per connection', type: 'int', def: 128, help: '0: unlimited' },
+    { name: 'max_presence_members', label: 'Presence members', type: 'int', def: 100, help: 'per channel; 0: unlimited' },
+    { name: 'max_presence_member_kb', label: 'Presence member info (KiB)', type: 'int', def: 1 },
+    { name: 'cache_ttl', label: 'Cache channel TTL (s)', type: 'int', def: 1800, help: '0: cache channels keep nothing' },
+    { name: 'subscription_count', label: 'Subscription count events', type: 'bool', def: false, help: 'tell subscribers how many there are' },
+  ];
+  const NAME_FIELD = { name: 'name', label: 'Name', type: 'text', help: 'for people: shown here and in the CLI' };
+  const ID_FIELD = { name: 'id', label: 'App id (optional)', type: 'text', help: 'letters, digits, _ . -; generated when empty' };
+  const SECRET_MASK = '••••••••••••••••';
+
+  const manage = { record: null, pub: null, created: null, reveal: false, snippets: null, appsNotice: null };
+
+  function appPath(id, action) {
+    return `${MANAGE}/${encodeURIComponent(id)}${action ? `/${action}` : ''}`;
+  }
+
+  /** A labelled control for one field, with its help line and an (empty) error line. */
+  function fieldControl(f, prefix) {
+    const id = `${prefix}-${f.name}`;
+    const wrap = el('div', null, { className: `field field-${f.type}` });
+    wrap.dataset.field = f.name;
+    let input;
+    if (f.type === 'bool') {
+      input = el('input', null, { type: 'checkbox', id, name: f.name });
+      input.defaultChecked = Boolean(f.def);
+      const label = el('label', null, { for: id, className: 'check' });
+      label.append(input, ` ${f.label}`);
+      wrap.append(label);
+    } else {
+      wrap.append(el('label', f.label, { for: id }));
+      input = f.type === 'list'
+        ? el('textarea', null, { id, name: f.name, rows: '3', spellcheck: 'false' })
+        : el('input', null, { id, name: f.name, type: 'text', autocomplete: 'off', spellcheck: 'false' });
+      if (f.type === 'int') input.setAttribute('inputmode', 'numeric');
+      if (prefix === 'create' && f.def !== undefined && f.type !== 'list') input.placeholder = `default ${f.def}`;
+      wrap.append(input);
+    }
+    const error = el('p', null, { className: 'field-error', id: `${id}-error`, 'data-error-for': f.name });
+    error.hidden = true;
+    if (f.help) {
+      const help = el('p', f.help, { className: 'help', id: `${id}-help` });
+      wrap.append(help);
+      input.setAttribute('aria-describedby', `${id}-help ${id}-error`);
+    } else {
+      input.setAttribute('aria-describedby', `${id}-error`);
+    }
+    wrap.append(error);
+    return wrap;
+  }
+
+  function buildForms() {
+    const grid = (name) => document.querySelector(`[data-fields="${name}"]`);
+    grid('create').append(
+      fieldControl(NAME_FIELD, 'create'), fieldControl(ID_FIELD, 'create'),
+      ...FIELDS.filter((f) => f.main).map((f) => fieldControl(f, 'create')),
+    );
+    grid('create-more').append(...FIELDS.filter((f) => !f.main).map((f) => fieldControl(f, 'create')));
+    // the numbers, then the switches side by side, then the origins' full-width box
+    const rank = { int: 0, bool: 1, list: 2 };
+    const ordered = [...FIELDS].sort((a, b) => rank[a.type] - rank[b.type]);
+    grid('edit').append(fieldControl(NAME_FIELD, 'edit'), ...ordered.map((f) => fieldControl(f, 'edit')));
+  }
+
+  /** A field's value as the API takes it; an int that is not one goes as typed (the server
+   * names the problem). */
+  function readField(form, f) {
+    const input = form.elements[f.name];
+    if (f.type === 'bool') return input.checked;
+    const text = input.value.trim();
+    if (f.type === 'list') return text.split(/[\s,]+/).filter(Boolean);
+    if (f.type === 'int' && /^-?\d{1,15}$/.test(text)) return Number(text);
+    return text;
+  }
+
+  function writeField(form, f, value) {
+    const input = form.elements[f.name];
+    if (f.type === 'bool') input.checked = Boolean(value);
+    else if (f.type === 'list') input.value = (value || []).join('\n');
+    else input.value = value ?? '';
+  }
+
+  function sameValue(a, b) {
+    return JSON.stringify(a) === JSON.stringify(b);
+  }
+
+  function clearErrors(form) {
+    for (const p of form.querySelectorAll('.field-error, .form-error')) {
+      p.hidden = true;
+      p.textContent = '';
+    }
+    for (const i of form.querySelectorAll('[aria-invalid]')) i.removeAttribute('aria-invalid');
+  }
+
+  function errorText(err) {
+    if (!err.status) return `The server cannot be reached (${err.message}).`;
+    return err.message;
+  }
+
+  /** An API error next to its field when the answer names one the form has, else under it. */
+  function showFormError(form, err) {
+    const box = err.field ? form.querySelector(`[data-error-for="${CSS.escape(err.field)}"]`) : null;
+    if (box) {
+      box.textContent = err.message;
+      box.hidden = false;
+      const input = form.elements[err.field];
+      if (input) {
+        input.setAttribute('aria-invalid', 'true');
+        const more = input.closest('details');
+        if (more) more.open = true;
+        input.focus();
+      }
+      return;
+    }
+    const general = form.querySelector('.form-error');
+    general.textContent = errorText(err);
+    general.hidden = false;
+  }
+
+  function showMessage(id, text) {
+    const p = $(id);
+    p.textContent = text || '';
+    p.hidden = !text;
+  }
+
+  /** A modal confirmation; with `typed`, the operator must type that text first. */
+  function confirmDialog({ title, message, confirm, danger = false, typed = null }) {
+    const dialog = $('confirm-dialog');
+    const ok = $('confirm-ok');
+    const input = $('confirm-typed');
+    setText('confirm-title', title);
+    setText('confirm-message', message);
+    ok.textContent = confirm;
+    ok.value = 'ok';
+    ok.className = danger ? 'danger' : 'primary';
+    $('confirm-typed-wrap').hidden = !typed;
+    setText('confirm-expected', typed || '');
+    input.value = '';
+    ok.disabled = Boolean(typed);
+    const onInput = () => {
+      ok.disabled = input.value.trim() !== typed;
+    };
+    input.addEventListener('input', onInput);
+    dialog.returnValue = '';
+    dialog.showModal();
+    (typed ? input : $('confirm-cancel')).focus();
+    return new Promise((resolve) => {
+      dialog.addEventListener('close', () => {
+        input.removeEventListener('input', onInput);
+        resolve(dialog.returnValue === 'ok');
+      }, { once: true });
+    });
+  }
+
+  async function copyText(text) {
+    if (navigator.clipboard && window.isSecureContext) {
+      try {
+        await navigator.clipboard.writeText(text);
+        return true;
+      } catch {
+        // blocked: try the selection below
+      }
+    }
+    const area = el('textarea', null, { className: 'offscreen', readonly: '' });
+    area.value = text;
+    document.body.append(area);
+    area.select();
+    let ok = false;
+    try {
+      ok = document.execCommand('copy');
+    } catch {
+      ok = false;
+    }
+    area.remove();
+    return ok;
+  }
+
+  // where clients connect: the public listener's host (or this page's, when it listens on every
+  // interface) and port, from /api/overview
+  async function publicAddress() {
+    if (!overview.lastData || !overview.lastData.public) {
+      try {
+        overview.lastData = await api('/api/overview');
+      } catch {
+        // the snippets say the port is unknown
+      }
+    }
+    const pub = (overview.lastData && overview.lastData.public) || {};
+    return { host: pub.host || location.hostname, port: pub.port ?? null, ownHost: !pub.host };
+  }
+
+  function jsString(s) {
+    return `'${String(s).replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
+  }
+
+  /** The Laravel .env block (as `ressonance serve` prints for the development app) and a
+   * pusher-js constructor, for one app. */
+  function connectSnippets(record, pub) {
+    const port = pub.port ?? '6001';
+    const env = [
+      'BROADCAST_CONNECTION=pusher',
+      `PUSHER_APP_ID=${record.id}`,
+      `PUSHER_APP_KEY=${record.key}`,
+      `PUSHER_APP_SECRET=${record.secret}`,
+      `PUSHER_HOST=${pub.host}`,
+      `PUSHER_PORT=${port}`,
+      'PUSHER_SCHEME=http',
+      'PUSHER_APP_CLUSTER=mt1',
+      'VITE_PUSHER_APP_KEY="${PUSHER_APP_KEY}"',
+      'VITE_PUSHER_HOST="${PUSHER_HOST}"',
+      'VITE_PUSHER_PORT="${PUSHER_PORT}"',
+      'VITE_PUSHER_SCHEME="${PUSHER_SCHEME}"',
+      'VITE_PUSHER_APP_CLUSTER="${PUSHER_APP_CLUSTER}"',
+    ].join('\n');
+    const js = [
+      `const pusher = new Pusher(${jsString(record.key)}, {`,
+      `  wsHost: ${jsString(pub.host)},`,
+      `  wsPort: ${Number(port)},`,
+      '  forceTLS: false,',
+      "  enabledTransports: ['ws', 'wss'],",
+      "  cluster: 'mt1',",
+      '});',
+    ].join('\n');
+    return { env, js };
+  }
+
+  function fmtDate(t) {
+    if (!t) return '–';
+    return new Date(t * 1000).toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'short' });
+  }
+
+  function renderKeys(record) {
+    const now = Date.now() / 1000;
+    $('keys-table').tBodies[0].replaceChildren(
+      ...(record.keys || []).map((k, i) => {
+        const tr = el('tr');
+        tr.dataset.key = k.key;
+        const keyCell = cell(tr, k.key, 'mono');
+        keyCell.append(' ', el('span', i === 0 ? 'current' : 'previous', { className: i === 0 ? 'badge ok' : 'badge' }));
+        cell(tr, manage.reveal ? k.secret : SECRET_MASK, 'mono secret');
+        cell(tr, fmtDate(k.created_at), k.created_at ? 'nowrap' : 'muted');
+        if (k.expires_at === null || k.expires_at === undefined) {
+          cell(tr, i === 0 ? 'until the next rotation' : 'no end', 'muted');
+        } else {
+          cell(tr, `${fmtDate(k.expires_at)} (in ${fmtDuration(k.expires_at - now)})`, 'warn-text nowrap');
+        }
+        return tr;
+      }),
+    );
+  }
+
+  function renderSnippets() {
+    const s = manage.snippets;
+    if (!s) return;
+    const env = manage.reveal ? s.env : s.env.replace(/^(PUSHER_APP_SECRET=).*$/m, `$1${SECRET_MASK}`);
+    setText('snippet-env', env);
+    setText('snippet-js', s.js);
+  }
+
+  /** Show one app's record; `fresh` refills the edit form (a load, a save, an undo); `pub`:
+   * where clients connect (kept for later calls). */
+  function renderSettings(record, pub, fresh) {
+    manage.record = record;
+    const readOnly = Boolean(record.read_only);
+    $('settings-loading').hidden = true;
+    $('settings-body').hidden = false;
+    const note = $('settings-readonly');
+    note.hidden = !readOnly;
+    note.textContent = record.source === 'development'
+      ? 'The development app (nothing is configured or stored): read-only. Create your own app on the Apps page.'
+      : 'From the configuration file: read-only. Change this app in the TOML file or the RESSONANCE_APP_* variables and restart the server.';
+    $('edit-fields').disabled = readOnly;
+    for (const id of ['toggle-enabled', 'delete-app', 'rotate-grace', 'rotate-submit']) $(id).disabled = readOnly;
+
+    const status = $('settings-status');
+    status.textContent = record.enabled ? 'enabled' : 'disabled';
+    status.className = record.enabled ? 'status ok' : 'status muted-status';
+    setText('settings-status-help', record.enabled
+      ? 'Disabling closes its connections (code 4003) on every node and refuses new ones and its HTTP API calls.'
+      : 'Its connections and HTTP API calls are refused until you enable it.');
+    $('toggle-enabled').textContent = record.enabled ? 'Disable app…' : 'Enable app…';
+    $('toggle-enabled').className = record.enabled ? 'danger-outline' : 'primary';
+    const header = $('app-status');
+    header.textContent = record.enabled ? 'enabled' : 'disabled';
+    header.className = record.enabled ? 'badge ok' : 'badge';
+    setText('app-name', record.name ? `· ${record.name}` : '');
+    setText('app-key', record.key);
+
+    if (fresh) {
+      const form = $('edit-form');
+      clearErrors(form);
+      writeField(form, NAME_FIELD, record.name);
+      for (const f of FIELDS) writeField(form, f, record[f.name]);
+      setText('edit-state', '');
+    }
+    renderKeys(record);
+    if (pub) manage.pub = pub;
+    pub = manage.pub;
+    if (pub) {
+      manage.snippets = connectSnippets(record, pub);
+      setText('connect-help', pub.ownHost
+        ? `Host: ${pub.host}, the address of this page (the server listens on every interface); port ${pub.port ?? 'unknown'}. Behind a proxy or load balancer, use its public host, port and scheme.`
+        : `Host ${pub.host}, port ${pub.port ?? 'unknown'}: the server's public listener. Behind a proxy or load balancer, use its public host, port and scheme.`);
+    }
+    renderSnippets();
+
+    const created = manage.created === record.id;
+    $('settings-created').hidden = !created;
+    if (created) {
+      setText('created-id', record.id);
+      setText('created-key', record.key);
+      setText('created-secret', record.secret);
+    }
+  }
+
+  async function loadSettings(appId) {
+    $('settings-loading').hidden = false;
+    $('settings-body').hidden = true;
+    showMessage('settings-error', null);
+    showMessage('settings-notice', null);
+    try {
+      const [record, pub] = await Promise.all([api(appPath(appId)), publicAddress()]);
+      if (route.appId === appId && route.tab === 'settings') renderSettings(record, pub, true);
+    } catch (err) {
+      if (err.status === 401 || route.appId !== appId) return;
+      $('settings-loading').hidden = true;
+      showMessage('settings-error', err.status === 404
+        ? `There is no app ${appId} (or no app store on this server).`
+        : `Cannot load the app's settings: ${errorText(err)}`);
+    }
+  }
+
+  /** Run one change of the current app; its answer (the app record) is shown. */
+  async function change(button, errorBox, request, done) {
+    const appId = manage.record.id;
+    button.disabled = true;
+    showMessage(errorBox, null);
+    showMessage('settings-notice', null);
+    try {
+      const record = await request(appId);
+      if (route.appId !== appId) return;
+      manage.created = null; // after a rotation the creation's credentials are not the app's
+      if (record) renderSettings(record, null, false);
+      showMessage('settings-notice', done(record));
+    } catch (err) {
+      if (err.status !== 401) showMessage(errorBox, errorText(err));
+    } finally {
+      button.disabled = Boolean(manage.record && manage.record.read_only);
+    }
+  }
+
+  function wireManage() {
+    buildForms();
+    const createForm = $('create-form');
+    const panel = $('create-panel');
+    const openCreate = (open) => {
+      panel.hidden = !open;
+      $('app-new').setAttribute('aria-expanded', String(open));
+      if (open) createForm.elements.name.focus();
+    };
+    $('app-new').addEventListener('click', () => openCreate(panel.hidden));
+    $('create-cancel').addEventListener('click', () => {
+      createForm.reset();
+      clearErrors(createForm);
+      openCreate(false);
+    });
+    createForm.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      clearErrors(createForm);
+      const body = { name: createForm.elements.name.value.trim() };
+      const id = createForm.elements.id.value.trim();
+      if (id) body.id = id;
+      for (const f of FIELDS) {
+        const value = readField(createForm, f);
+        if (value === '' || (f.type !== 'int' && sameValue(value, f.def))) continue; // the default
+        body[f.name] = value;
+      }
+      const button = $('create-submit');
+      button.disabled = true;
+      try {
+        const record = await api(MANAGE, { json: body });
+        createForm.reset();
+        openCreate(false);
+        manage.created = record.id;
+        location.hash = `#/apps/${encodeURIComponent(record.id)}/settings`;
+      } catch (err) {
+        if (err.status !== 401) showFormError(createForm, err);
+      } finally {
+        button.disabled = false;
+      }
+    });
+
+    const editForm = $('edit-form');
+    editForm.addEventListener('input', () => setText('edit-state', 'unsaved changes'));
+    $('edit-reset').addEventListener('click', () => renderSettings(manage.record, null, true));
+    editForm.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      clearErrors(editForm);
+      const record = manage.record;
+      const changes = {};
+      for (const f of [NAME_FIELD, ...FIELDS]) {
+        const value = readField(editForm, f);
+        if (!sameValue(value, record[f.name])) changes[f.name] = value;
+      }
+      const names = Object.keys(changes);
+      if (!names.length) {
+        setText('edit-state', 'nothing to save');
+        return;
+      }
+      const button = $('edit-save');
+      button.disabled = true;
+      showMessage('settings-notice', null);
+      try {
+        const saved = await api(appPath(record.id), { method: 'PATCH', json: changes });
+        renderSettings(saved, null, true);
+        setText('edit-state', `saved ${fmtTime(Date.now() / 1000)}`);
+        showMessage('settings-notice', `Saved ${names.join(', ')}: every node applies it within a second.`);
+      } catch (err) {
+        if (err.status !== 401) showFormError(editForm, err);
+      } finally {
+        button.disabled = false;
+      }
+    });
+
+    $('toggle-enabled').addEventListener('click', async () => {
+      const { id, enabled } = manage.record;
+      const ok = await confirmDialog(enabled
+        ? {
+          title: `Disable app ${id}?`,
+          message: 'Its open connections are closed (code 4003) on every node; new connections and its HTTP API calls are refused until you enable it again.',
+          confirm: 'Disable',
+          danger: true,
+        }
+        : {
+          title: `Enable app ${id}?`,
+          message: 'Clients can connect again and its HTTP API calls are accepted.',
+          confirm: 'Enable',
+        });
+      if (!ok) return;
+      await change($('toggle-enabled'), 'actions-error',
+        (appId) => api(appPath(appId, enabled ? 'disable' : 'enable'), { method: 'POST' }),
+        () => (enabled ? 'Disabled: its connections were closed.' : 'Enabled: clients can connect.'));
+    });
+
+    $('rotate-form').addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      const select = $('rotate-grace');
+      const grace = select.value;
+      const label = select.selectedOptions[0].textContent;
+      const ok = await confirmDialog({
+        title: `Rotate the secret of ${manage.record.id}?`,
+        message: grace === '0'
+          ? 'A new key and secret are made and the current ones stop working at once: clients and backends still using them are refused.'
+          : `A new key and secret are made; the current pair keeps working for ${label}, time to deploy the new one everywhere.`,
+        confirm: 'Rotate',
+        danger: grace === '0',
+      });
+      if (!ok) return;
+      await change($('rotate-submit'), 'rotate-error',
+        (appId) => api(appPath(appId, 'rotate-secret'), { json: { grace } }),
+        (record) => `New key ${record.key}: update your .env and clients (the Connect blocks below have it).`);
+    });
+
+    $('delete-app').addEventListener('click', async () => {
+      const { id } = manage.record;
+      const ok = await confirmDialog({
+        title: `Delete app ${id}?`,
+        message: 'It is removed from the store at once: its connections are closed (code 4003) on every node and its key and secret stop working. This cannot be undone.',
+        confirm: 'Delete app',
+        danger: true,
+        typed: id,
+      });
+      if (!ok) return;
+      await change($('delete-app'), 'actions-error', (appId) => api(appPath(appId), { method: 'DELETE' }), () => '');
+      if (!$('actions-error').hidden) return;
+      manage.appsNotice = `App ${id} deleted.`;
+      location.hash = '#/apps';
+    });
+
+    $('secrets-toggle').addEventListener('click', (ev) => {
+      manage.reveal = !manage.reveal;
+      ev.currentTarget.textContent = manage.reveal ? 'Hide secrets' : 'Show secrets';
+      ev.currentTarget.setAttribute('aria-pressed', String(manage.reveal));
+      if (manage.record) renderKeys(manage.record);
+      renderSnippets();
+    });
+    for (const button of document.querySelectorAll('[data-copy]')) {
+      button.addEventListener('click', async () => {
+        const which = button.dataset.copy;
+        const text = manage.snippets && manage.snippets[which];
+        if (!text) return;
+        const ok = await copyText(text);
+        setText('copy-status', ok
+          ? `Copied the ${which === 'env' ? '.env block' : 'pusher-js snippet'}${which === 'env' ? ' (with the secret)' : ''}.`
+          : 'This browser refused to copy: show the secrets, select the text and copy it by hand.');
+        button.textContent = ok ? 'Copied' : 'Copy';
+        setTimeout(() => {
+          button.textContent = 'Copy';
+        }, 2000);
+      });
+    }
+    $('confirm-cancel').addEventListener('click', () => $('confirm-dialog').close('cancel'));
+  }
+
   // -- routing ---------------------------------------------------------------------------------
 
   const route = { view: null, appId: null, tab: null };
@@ -835,7 +1369,7 @@
     if (parts[0] === 'apps' && parts.length === 1) return { view: 'apps' };
     if (parts[0] === 'apps' && parts.length <= 3) {
       const tab = parts[2] || 'details';
-      if (['details', 'debug', 'publish'].includes(tab)) return { view: 'app', appId: parts[1], tab };
+      if (['details', 'debug', 'publish', 'settings'].includes(tab)) return { view: 'app', appId: parts[1], tab };
     }
     return { view: 'missing' };
   }
@@ -863,6 +1397,8 @@
       if (overview.lastData) renderOverview(overview.lastData);
       pollOverview();
     } else if (route.view === 'apps') {
+      showMessage('apps-notice', manage.appsNotice);
+      manage.appsNotice = null;
       pollApps();
     } else if (route.view === 'app') {
       setText('app-title', route.appId);
@@ -876,9 +1412,13 @@
       if (appChanged) {
         $('publish-result').hidden = true;
         $('publish-history').replaceChildren();
+        setText('app-name', '');
+        manage.record = null;
       }
+      if (manage.created && manage.created !== route.appId) manage.created = null;
       pollDetail();
       if (route.tab === 'debug') startDebug(route.appId);
+      if (route.tab === 'settings') loadSettings(route.appId);
     }
   }
 
@@ -902,6 +1442,7 @@
 
   wireDebug();
   wirePublish();
+  wireManage();
   window.addEventListener('hashchange', onRoute);
   if (parseHash().view !== 'overview') loadHeader();
   onRoute();
