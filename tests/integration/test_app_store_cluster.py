@@ -4,8 +4,9 @@ limited and deleted through node A's management API (``/api/v1/apps`` on its adm
 bearer token) and node B applies every change within the documented 2 s: pusher-js connects to
 an app made a moment ago on the other node, both pairs of a rotation work until the grace ends,
 disabled and deleted apps lose their connections on both nodes with 4003. With PostgreSQL
-stopped both nodes keep serving the apps they know, ``/ready`` says degraded and writes answer
-503; started again, all catches up. No secret reaches either node's log.
+stopped both nodes keep serving the apps they know (a grace period still ends), ``/ready`` and
+``ressonance_app_store_up`` say the store is down and writes answer 503; started again, all
+catches up. No secret reaches either node's debug-level log.
 
 The nodes and services are shared by the module (each test makes its own apps); the database
 outage comes last among the behaviour tests and ends with PostgreSQL running again.
@@ -142,6 +143,21 @@ def publish(node: RunningServer, app: dict[str, Any], channel: str = "c") -> int
 def ready(node: RunningServer) -> tuple[int, dict[str, Any]]:
     status, body = manage(node, "GET", "/ready")
     return status, body
+
+
+def until_ready(store: Store, degraded: bool, timeout: float = 5) -> list[dict[str, Any]]:
+    """Until each node's admin ``/ready`` answers 200 with (or without) ``degraded``; the
+    bodies, one per node."""
+    return [
+        until(
+            store,
+            lambda n=node: ready(n),
+            lambda got: got[0] == 200 and bool(got[1].get("degraded")) == degraded,
+            timeout,
+            f"n{i + 1} /ready {'with' if degraded else 'without'} degraded",
+        )[1]
+        for i, node in enumerate(store.nodes)
+    ]
 
 
 def until(store: Store, probe: Any, accept: Any, timeout: float, what: str) -> Any:
@@ -352,37 +368,40 @@ def test_with_postgres_down_both_nodes_serve_known_apps_and_writes_answer_503(
     store: Store,
 ) -> None:
     a, b = store.nodes
-    _, app = served(store, "outlives the database")
+    record, old = served(store, "outlives the database")
+    path = f"/api/v1/apps/{record['id']}"
+    status, rotated = manage(a, "POST", f"{path}/rotate-secret", {"grace": "2s"})
+    rotated_at = time.monotonic()
+    assert status == 200, rotated
+    store.secrets.add(rotated["secret"])
+    app = credentials(rotated)
+    api_answers(store, app, 200)
     store.postgres.stop()
     try:
-        for i, node in enumerate((a, b)):
-            status, body = until(
-                store,
-                lambda n=node: ready(n),
-                lambda r: bool(r[1].get("degraded")),
-                5,
-                f"n{i + 1} /ready to say degraded",
-            )
-            assert status == 200 and body["ready"] is True, body
+        for node, body in zip((a, b), until_ready(store, degraded=True), strict=True):
+            assert body["ready"] is True, body
             assert any("app store" in note for note in body["degraded"]), body
-            up = scrape(node).get("ressonance_app_store_up")
-            assert up in (None, 0.0), up  # the metric, where this build has it, says it too
+            assert scrape(node)["ressonance_app_store_up"] == 0.0
         asyncio.run(serve_across(a, b, app))
         for node in (a, b):
-            status, body = manage(node, "POST", "/api/v1/apps", {"name": "while down"})
-            assert status == 503, body
-            assert body["code"] == 503 and isinstance(body["error"], str), body
-            assert SECRET_KEY not in json.dumps(body)
+            for method, where, body in (
+                ("POST", "/api/v1/apps", {"name": "while down"}),
+                ("PATCH", path, {"max_connections": 5}),
+            ):
+                status, answer = manage(node, method, where, body)
+                assert status == 503, answer
+                assert answer["code"] == 503 and isinstance(answer["error"], str), answer
+            status, listed = manage(node, "GET", "/api/v1/apps")  # what the node serves
+            assert status == 200 and record["id"] in [r["id"] for r in listed["apps"]], listed
+        # The rotation's grace ends on each node's clock, without the database.
+        left = rotated_at + 2 + 2 - time.monotonic()
+        api_answers(store, old, 401, max(left, 0.1))
+        asyncio.run(serve_across(b, a, app))
     finally:
         store.postgres.start()
-    for i, node in enumerate((a, b)):
-        until(
-            store,
-            lambda n=node: ready(n),
-            lambda r: r == (200, {"ready": True}),
-            5,
-            f"n{i + 1} /ready without degraded",
-        )
+    for node, body in zip((a, b), until_ready(store, degraded=False), strict=True):
+        assert body == {"ready": True}
+        assert scrape(node)["ressonance_app_store_up"] == 1.0
     again = credentials(create(store, a, name="after the outage"))
     api_answers(store, again, 200)
     asyncio.run(serve_across(b, a, again))
@@ -435,6 +454,16 @@ def test_no_secret_reaches_either_nodes_log(store: Store) -> None:
 
 
 def test_a_database_outage_leaves_no_traceback_in_either_log(store: Store) -> None:
-    """Runs after the outage test: a database that goes away is an expected condition, told
-    once by the node (``app store unreachable``), not a traceback."""
+    """A database that goes away is an expected condition, told once by each node (``app store
+    unreachable``), not a traceback. FAILS (a bug for src/, reported): asyncpg's pool logs
+    ``Failed to restore the pool connection floor; retrying`` with the traceback of its failed
+    connect, on logger ``asyncpg.pool``, and again at each retry while the database is down."""
+    store.postgres.stop()
+    try:
+        until_ready(store, degraded=True)
+    finally:
+        store.postgres.start()
+    until_ready(store, degraded=False)
+    for i, node in enumerate(store.nodes):
+        assert "app store unreachable" in node.log(), f"n{i + 1} did not say the store was down"
     store.cluster.assert_no_traceback()
