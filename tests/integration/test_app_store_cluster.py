@@ -123,10 +123,9 @@ def served(store: Store, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
     return record, app
 
 
-def credentials(record: dict[str, Any], pair: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The app as the test clients take it: id, and a key with its secret (default: newest)."""
-    pair = pair or record
-    return {"id": record["id"], "key": pair["key"], "secret": pair["secret"]}
+def credentials(record: dict[str, Any]) -> dict[str, Any]:
+    """The app as the test clients take it: its id and newest key and secret."""
+    return {"id": record["id"], "key": record["key"], "secret": record["secret"]}
 
 
 def publish(node: RunningServer, app: dict[str, Any], channel: str = "c") -> int:
