@@ -1094,7 +1094,7 @@
         tr.dataset.key = k.key;
         const keyCell = cell(tr, k.key, 'mono');
         keyCell.append(' ', el('span', i === 0 ? 'current' : 'previous', { className: i === 0 ? 'badge ok' : 'badge' }));
-        cell(tr, manage.reveal ? k.secret : SECRET_MASK, 'mono secret');
+        cell(tr, manage.reveal ? k.secret : SECRET_MASK, manage.reveal ? 'mono secret' : 'mono nowrap');
         cell(tr, fmtDate(k.created_at), k.created_at ? 'nowrap' : 'muted');
         if (k.expires_at === null || k.expires_at === undefined) {
           cell(tr, i === 0 ? 'until the next rotation' : 'no end', 'muted');
