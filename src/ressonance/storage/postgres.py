@@ -10,6 +10,7 @@ closed connection on its next use, so operations work again once the server is b
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager, suppress
 from functools import lru_cache
@@ -59,6 +60,26 @@ def _translate(error: BaseException) -> StorageError:
     if isinstance(error, _UNAVAILABLE):
         return Unavailable(f"postgres: {type(error).__name__}: {error}")
     return StorageError(f"postgres: {error}")
+
+
+class _PoolNoise(logging.Filter):
+    """asyncpg's pool logs a warning with a whole traceback each time it fails to reconnect
+    (every 1 to 60 s while the database is down); the app cache already logs the outage once
+    (:mod:`ressonance.apps.cache`). Its records become one line at debug level, dropped unless
+    the log level is debug."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            error = record.exc_info[1]
+            record.msg = f"{record.getMessage()}: {type(error).__name__}: {error}"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+
+
+logging.getLogger("asyncpg.pool").addFilter(_PoolNoise())
 
 
 def _rows_changed(status: str) -> int:
