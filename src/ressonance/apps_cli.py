@@ -23,6 +23,7 @@ from typing import Any, Protocol, TextIO
 
 from ressonance.admin_client import AdminClient, Unreachable
 from ressonance.apps.manage import AppManager, Invalid
+from ressonance.apps.records import settings_of
 from ressonance.apps.validation import SETTINGS_FIELDS
 from ressonance.config import Settings, load
 from ressonance.errors import ConfigError, HttpError
@@ -193,6 +194,12 @@ def add_apps_parser(commands: Any) -> None:
         help="how long the old key and secret stay valid: 90s, 15m, 24h, 7d or seconds; "
         "at most 30d (default 24h)",
     )
+    imported = action(
+        "import",
+        "copy the [[apps]] of a TOML file into the store with the same ids, keys, secrets and "
+        "settings (apps already there are skipped)",
+    )
+    imported.add_argument("file", metavar="FILE", help="a ressonance TOML file with [[apps]]")
     for name, text in (
         ("enable", "let an app's clients connect again"),
         ("disable", "refuse an app's connections and API calls; closes them with 4003"),
@@ -225,8 +232,43 @@ async def perform(args: argparse.Namespace, apps: Apps) -> Any:
         return await apps.rotate(args.app_id, args.grace)
     if command in ("enable", "disable"):
         return await apps.set_enabled(args.app_id, command == "enable")
+    if command == "import":
+        return await import_apps(apps, file_apps(args.file))
     await apps.delete(args.app_id)
     return None
+
+
+def file_apps(path: str) -> tuple[App, ...]:
+    """The ``[[apps]]`` of a TOML file, checked as ``serve --config`` checks them."""
+    settings = load(env={}, config_file=path)
+    if settings.dev_app:
+        raise Invalid("file", f"{path} has no [[apps]] table")
+    return settings.apps
+
+
+async def import_apps(apps: Apps, found: tuple[App, ...]) -> list[dict[str, str]]:
+    """Create each app with its own id, key and secret; one ``{"id", "status", "message"}`` per
+    app: ``created``, or ``skipped`` with the reason (already stored, a configured app has
+    it). Running it twice creates nothing the second time."""
+    outcome = []
+    for app in found:
+        body: dict[str, Any] = {
+            "id": app.id,
+            "key": app.key,
+            "secret": app.secret,
+            "name": app.name or f"app {app.id}",
+            "enabled": app.enabled,
+            **settings_of(app),
+        }
+        try:
+            await apps.create(body)
+        except HttpError as exc:
+            if exc.status != 409:
+                raise
+            outcome.append({"id": app.id, "status": "skipped", "message": exc.message})
+        else:
+            outcome.append({"id": app.id, "status": "created", "message": ""})
+    return outcome
 
 
 async def _on_store(settings: Settings, work: Callable[[Apps], Awaitable[Any]]) -> Any:
@@ -365,11 +407,17 @@ def _print(args: argparse.Namespace, result: Any, where: tuple[str, int], out: T
     if args.json:
         if command == "list":
             result = {"apps": result}
+        elif command == "import":
+            result = {"imported": result}
         elif command == "delete":
             result = {"id": args.app_id, "deleted": True}
         out.write(json.dumps(result, indent=2) + "\n")
     elif command == "list":
         out.write(_table(result))
+    elif command == "import":
+        for item in result:
+            reason = f": {item['message']}" if item["message"] else ""
+            out.write(f"app {item['id']}: {item['status']}{reason}\n")
     elif command == "delete":
         out.write(f"Deleted app {args.app_id}; its connections were closed (4003).\n")
     elif command in ("create", "rotate-secret"):

@@ -225,3 +225,35 @@ def test_postgresql_store(tmp_path: Path) -> None:
         other = {**env, "RESSONANCE_SECRET_KEY": "o" * 40}  # another key opens no secret
         assert ok_json("list", *store, env=other) == {"apps": []}
     assert_fails(ressonance("list", *store, env=env), 1, "app store")  # it is stopped
+
+
+@pytest.mark.asyncio
+async def test_import_copies_a_toml_files_apps_into_the_store(
+    store: dict[str, str], tmp_path: Path
+) -> None:
+    """The migration path of docs/apps.md: the same ids, keys, secrets and limits, then a node
+    on that store (no TOML file) serves them; importing again creates nothing."""
+    apps = [
+        {"id": "7001", "key": "shop-key", "secret": "shop-secret", "max_connections": 9},
+        {"id": "7002", "key": "chat-key", "secret": "chat-secret", "name": "Chat"},
+    ]
+    config = write_config(tmp_path / "old.toml", apps, {})
+    first = ok_json("import", str(config), env=store)
+    assert first == {
+        "imported": [
+            {"id": "7001", "status": "created", "message": ""},
+            {"id": "7002", "status": "created", "message": ""},
+        ]
+    }
+    again = ok_json("import", str(config), env=store)
+    assert [i["status"] for i in again["imported"]] == ["skipped", "skipped"]
+    shop = ok_json("show", "7001", env=store)
+    assert (shop["key"], shop["secret"], shop["max_connections"]) == ("shop-key", "shop-secret", 9)
+    assert shop["name"] == "app 7001" and shop["source"] == "store"
+    assert ok_json("show", "7002", env=store)["name"] == "Chat"
+    empty = write_config(tmp_path / "empty.toml", [], {"port": 6001})
+    assert_fails(ressonance("import", str(empty), env=store), 2, "no [[apps]]")
+    with run_server(tmp_path, apps=[], env=store) as server:  # the store alone, no file
+        async with open_ws(server.ws_url("shop-key"), shop, timeout=2) as client:
+            assert client.socket_id  # the same key works: no client needs a change
+        assert "DEVELOPMENT app" not in server.log()  # the store has apps: no dev app
