@@ -69,6 +69,15 @@ class AdminClient:
     async def delete(self, app_id: str) -> None:
         await self._call("DELETE", self._path(app_id))
 
+    async def public_port(self) -> int | None:
+        """The node's public port (its ``/api/overview``), for the ``.env`` block; None when
+        the node does not say."""
+        try:
+            port = (await self._call("GET", "/api/overview")).get("public", {}).get("port")
+        except (HttpError, Unreachable):
+            return None
+        return port if isinstance(port, int) else None
+
     @staticmethod
     def _path(app_id: str, action: str = "") -> str:
         path = "/api/v1/apps/" + urllib.parse.quote(app_id, safe="")

@@ -304,7 +304,10 @@ def run_apps(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = s
                 return fail(f"--server: {exc}", 2)
             result = asyncio.run(perform(args, client))
             host = urllib.parse.urlsplit(args.server).hostname or "127.0.0.1"
-            where = (host, 6001)
+            port = None
+            if args.apps_command in ("create", "rotate-secret") and not args.json:
+                port = asyncio.run(client.public_port())  # for the .env block
+            where = (host, port or 6001)
         else:
             try:
                 settings = load(

@@ -257,3 +257,10 @@ async def test_import_copies_a_toml_files_apps_into_the_store(
         async with open_ws(server.ws_url("shop-key"), shop, timeout=2) as client:
             assert client.socket_id  # the same key works: no client needs a change
         assert "DEVELOPMENT app" not in server.log()  # the store has apps: no dev app
+
+
+def test_create_through_a_node_prints_its_public_port(node: RunningServer) -> None:
+    result = on_node(node, "create", "--name", "Env")
+    assert result.returncode == 0, result.stderr
+    assert f"PUSHER_PORT={node.port}\n" in result.stdout
+    assert "PUSHER_HOST=127.0.0.1\n" in result.stdout
