@@ -335,3 +335,18 @@ async def test_a_store_that_cannot_be_opened_is_a_storage_error(tmp_path: Path, 
                 await db.start()
     finally:
         await db.close()
+
+
+async def test_the_rotated_pair_is_the_newest_even_when_the_clock_went_back(url: str) -> None:
+    """Nodes of a cluster write with their own clocks, and a clock can step back (NTP): the
+    pair a rotation adds is the app's key, whatever the times say."""
+    clock = Clock()
+    async with apps_in(url, clock) as store:
+        await store.create(App(id="2001", key="key-b", secret="secret-b"))
+        clock.now -= 2  # the rotating node's clock is 2 s behind the creating node's
+        record = await store.rotate("2001", "key-a", "secret-a", grace=60)
+        assert record is not None
+        assert (record.app.key, record.app.secret) == ("key-a", "secret-a")
+        assert [k.expires_at is None for k in record.keys] == [True, False]
+        loaded = (await store.load())[1][0]
+        assert loaded.app.key == "key-a" and loaded.app.oldest == ("key-b", "secret-b")
