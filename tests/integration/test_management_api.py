@@ -305,12 +305,13 @@ def test_conflicts_invalid_fields_and_read_only_apps(admin: Admin) -> None:
         assert error["field"] == field, error
     error = admin.refused(400, "PATCH", f"{APPS}/2001", {"secret": "new-one"})
     assert error["field"] == "secret" and "rotate-secret" in error["error"]
-    for method, path, body in (
+    writes: list[tuple[str, str, Any]] = [
         ("PATCH", f"{APPS}/{CONFIGURED['id']}", {"name": "x"}),
         ("DELETE", f"{APPS}/{CONFIGURED['id']}", None),
         ("POST", f"{APPS}/{CONFIGURED['id']}/rotate-secret", None),
         ("POST", f"{APPS}/{CONFIGURED['id']}/disable", None),
-    ):
+    ]
+    for method, path, body in writes:
         admin.refused(403, method, path, body)
     assert publish_status(admin.server, CONFIGURED) == 200  # untouched
     admin.refused(405, "PUT", APPS, {"name": "x"})

@@ -9,6 +9,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -67,7 +68,7 @@ def full_app(app_id: str = "2001", key: str = "key-2001", secret: str = SECRET) 
     )
 
 
-async def raw_keys(store: AppDatabase, app_id: str | None = None) -> list[dict[str, object]]:
+async def raw_keys(store: AppDatabase, app_id: str | None = None) -> list[dict[str, Any]]:
     if app_id is None:
         return await store.db.fetch("SELECT * FROM app_keys ORDER BY created_at")
     return await store.db.fetch(
