@@ -71,8 +71,19 @@ class SecretBox:
 
 
 def key_from_file(data_dir: Path) -> str:
-    """The key of ``data_dir/secret.key``, made (0600, in a 0700 directory) when missing."""
-    path = data_dir / KEY_FILE
+    """The key of ``data_dir/secret.key``, made (0600, in a 0700 directory) when missing;
+    :class:`ConfigError` when it cannot be made or read."""
+    try:
+        return _key_file(data_dir / KEY_FILE)
+    except OSError as exc:
+        raise ConfigError(
+            f"data_dir {data_dir}: cannot use {KEY_FILE}: {exc.strerror or exc} (set data_dir "
+            "to a writable directory, or RESSONANCE_SECRET_KEY)"
+        ) from None
+
+
+def _key_file(path: Path) -> str:
+    data_dir = path.parent
     if not path.exists():
         data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         try:

@@ -26,6 +26,9 @@ from ressonance.storage.base import Database, Executor
 log = logging.getLogger("ressonance.apps")
 
 _BUMP = "UPDATE app_revision SET n = n + 1 WHERE id = 1"
+# the current pair (no expiry: a rotation gives every other pair one) first, whatever the
+# clocks of the nodes that wrote them say; then the newest
+_NEWEST_FIRST = "CASE WHEN expires_at IS NULL THEN 0 ELSE 1 END, created_at DESC, key"
 
 
 class AppDatabase:
@@ -53,7 +56,7 @@ class AppDatabase:
             apps = await tx.fetch("SELECT * FROM apps ORDER BY created_at, id")
             keys = await tx.fetch(
                 "SELECT * FROM app_keys WHERE expires_at IS NULL OR expires_at > ?"
-                " ORDER BY created_at DESC, key",
+                " ORDER BY " + _NEWEST_FIRST,
                 now,
             )
         by_app: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -72,7 +75,7 @@ class AppDatabase:
             rows = await tx.fetch("SELECT * FROM apps WHERE id = ?", app_id)
             keys = await tx.fetch(
                 "SELECT * FROM app_keys WHERE app_id = ? AND (expires_at IS NULL OR expires_at > ?)"
-                " ORDER BY created_at DESC, key",
+                " ORDER BY " + _NEWEST_FIRST,
                 app_id,
                 now,
             )

@@ -113,6 +113,10 @@ class SqliteDatabase:
         except sqlite3.Error as error:
             await self.close()
             raise _translate(error) from None
+        except OSError as error:  # the directory or the file cannot be made
+            await self.close()
+            reason = error.strerror or error
+            raise Unavailable(f"sqlite: cannot open {self.path}: {reason}") from None
         self._healthy = True
         try:
             await migrate(self)
