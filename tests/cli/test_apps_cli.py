@@ -4,6 +4,8 @@ connects with the new key); the exit statuses and messages of bad input and fail
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -264,3 +266,30 @@ def test_create_through_a_node_prints_its_public_port(node: RunningServer) -> No
     assert result.returncode == 0, result.stderr
     assert f"PUSHER_PORT={node.port}\n" in result.stdout
     assert "PUSHER_HOST=127.0.0.1\n" in result.stdout
+
+
+@pytest.mark.asyncio
+async def test_an_app_created_on_the_store_works_at_once_on_a_running_node(
+    store: dict[str, str], tmp_path: Path
+) -> None:
+    """``make run`` then ``ressonance apps create`` (on the store, no --server): the node reads
+    the store's revision every second, so the new key connects within 2 s, and a disable made
+    the same way closes that connection with 4003."""
+    with run_server(tmp_path, apps=[], env=store) as server:
+        assert "DEVELOPMENT app" in server.log()  # an empty store: the development app
+        created = ok_json("create", "--name", "Fresh", env=store)
+        started = time.monotonic()
+        async with contextlib.AsyncExitStack() as stack:
+            while True:
+                try:
+                    client = await stack.enter_async_context(
+                        open_ws(server.ws_url(created["key"]), created, timeout=1)
+                    )
+                    break
+                except Exception:  # closed with 4001 until the node has read the store
+                    assert time.monotonic() - started < 2.0, "the new app was not served in 2 s"
+                    await asyncio.sleep(0.05)
+            assert client.socket_id
+            ok_json("disable", created["id"], env=store)
+            code, _, _ = await client.expect_close(timeout=3)
+            assert code == 4003
