@@ -72,11 +72,13 @@ MAY_IMPORT: dict[str, set[str]] = {
     # metrics read the node, the public listener and the API at scrape time
     "metrics": {"__version__", "errors", "node", "transport", "http"},
     "dashboard": set(),  # static files
+    # webhook jobs, their queues and their delivery; the app of a job through the AppStore port
+    "webhooks": {"errors", "models", "protocol", "storage", "apps"},
     "config": {"errors", "models", "apps", "scaling", "storage"},
     "reclaim": {"libc"},
     "server": BASE
     | {"protocol", "transport", "scaling", "apps", "node", "http", "config"}
-    | {"reclaim", "metrics", "dashboard", "storage"},
+    | {"reclaim", "metrics", "dashboard", "storage", "webhooks"},
     "runtime": {"config", "server"},
     "workers": {"config", "libc"},
     "admin_client": {"errors"},  # the management API's HTTP client (ressonance apps --server)
@@ -93,6 +95,8 @@ PORTS_ONLY = {
     # the management API drives the app manager (apps/manage.py), as the CLI does
     ("http", "apps"): {"apps.base", "apps.manage", "apps.validation"},
     ("config", "storage"): {"storage.factory"},
+    ("webhooks", "apps"): {"apps.base"},
+    ("webhooks", "storage"): {"storage.base"},
 }
 
 

@@ -29,7 +29,7 @@ from ressonance.config import Settings, load
 from ressonance.errors import ConfigError, HttpError
 from ressonance.models import App
 
-# one line per setting of SETTINGS_FIELDS (docs/configuration.md, "Apps"); the default is added
+# one line per setting of OPTION_FIELDS (docs/configuration.md, "Apps"); the default is added
 SETTING_HELP = {
     "client_events": "accept client-* events from connections",
     "max_payload_kb": "largest event data, in KiB",
@@ -42,7 +42,10 @@ SETTING_HELP = {
     "subscription_count": "send pusher_internal:subscription_count to subscribers",
     "cache_ttl": "seconds a cache channel keeps its last event; 0 = none",
     "allowed_origins": "origins browsers may connect from, comma-separated; '' = any",
+    "webhook_batching": "several webhook events in one POST (docs/webhooks.md)",
 }
+# the settings with an option each (webhooks have their own subcommand)
+OPTION_FIELDS = {name: f for name, f in SETTINGS_FIELDS.items() if name != "webhooks"}
 _DEFAULTS = App(id="", key="", secret="")
 
 APPS_EPILOG = """\
@@ -131,7 +134,7 @@ def _add_settings(parser: argparse.ArgumentParser, create: bool) -> None:
     group = parser.add_argument_group(
         "app settings" + ("" if create else " (unchanged if not given)")
     )
-    for name, field in SETTINGS_FIELDS.items():
+    for name, field in OPTION_FIELDS.items():
         option = "--" + name.replace("_", "-")
         text = SETTING_HELP.get(name, "see docs/configuration.md")
         if create:
@@ -210,7 +213,7 @@ def add_apps_parser(commands: Any) -> None:
 
 # running ------------------------------------------------------------------------------------
 def _body(args: argparse.Namespace, *identity: str) -> dict[str, Any]:
-    names = (*identity, *SETTINGS_FIELDS)
+    names = (*identity, *OPTION_FIELDS)
     return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
 
 

@@ -39,6 +39,9 @@ app store (docs/apps.md):
   SQLite file ressonance.db in the data directory), RESSONANCE_DATA_DIR (./ressonance-data),
   RESSONANCE_SECRET_KEY (seals app secrets in the store; required with PostgreSQL, else
   DATA_DIR/secret.key is made)
+webhooks (docs/webhooks.md):
+  RESSONANCE_WEBHOOKS_ALLOW_PRIVATE_TARGETS (false: webhooks of stored apps may not reach
+  loopback, private, link-local or metadata addresses)
 one app from the environment (read-only beside the store):
   RESSONANCE_APP_ID, RESSONANCE_APP_KEY, RESSONANCE_APP_SECRET (required together),
   RESSONANCE_APP_NAME,
@@ -48,7 +51,8 @@ one app from the environment (read-only beside the store):
   RESSONANCE_APP_MAX_CHANNELS_PER_CONNECTION (128),
   RESSONANCE_APP_MAX_PRESENCE_MEMBERS (100), RESSONANCE_APP_MAX_PRESENCE_MEMBER_KB (1),
   RESSONANCE_APP_SUBSCRIPTION_COUNT (false), RESSONANCE_APP_CACHE_TTL (1800),
-  RESSONANCE_APP_ALLOWED_ORIGINS (any), RESSONANCE_APP_ENABLED (true)
+  RESSONANCE_APP_ALLOWED_ORIGINS (any), RESSONANCE_APP_ENABLED (true),
+  RESSONANCE_APP_WEBHOOKS (a JSON list, Soketi's shape), RESSONANCE_APP_WEBHOOK_BATCHING (false)
 with no app configured or stored, a development app is started and its credentials printed.
 see docs/configuration.md for the TOML file ([[apps]] tables) and every setting."""
 

@@ -61,6 +61,7 @@ class Settings:
     app_store: str = ""  # a storage URL; "": the SQLite file under data_dir
     data_dir: str = "ressonance-data"
     secret_key: str = ""  # seals app secrets in the store; "": data_dir/secret.key (SQLite)
+    webhooks_allow_private_targets: bool = False  # stored apps' webhooks may reach private IPs
     apps: tuple[App, ...] = field(default=())
     dev_app: bool = False
     admin_token_generated: bool = False  # no admin_token was set: one was made for this run

@@ -4,6 +4,74 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# what a webhook may be sent for (docs/webhooks.md; Pusher's and Soketi's names)
+WEBHOOK_EVENTS = (
+    "channel_occupied",
+    "channel_vacated",
+    "member_added",
+    "member_removed",
+    "client_event",
+    "cache_miss",
+    "subscription_count",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Webhook:
+    """One webhook of an app, in Soketi's shape: where to POST, which events, which channels
+    (``filter``), and extra headers (docs/webhooks.md)."""
+
+    url: str
+    event_types: tuple[str, ...]
+    channel_name_starts_with: str = ""
+    channel_name_ends_with: str = ""
+    headers: tuple[tuple[str, str], ...] = ()
+
+    def wants(self, event: str, channel: str) -> bool:
+        return (
+            event in self.event_types
+            and channel.startswith(self.channel_name_starts_with)
+            and channel.endswith(self.channel_name_ends_with)
+        )
+
+    def to_json(self) -> dict[str, object]:
+        body: dict[str, object] = {"url": self.url, "event_types": list(self.event_types)}
+        filters = {
+            name: value
+            for name, value in (
+                ("channel_name_starts_with", self.channel_name_starts_with),
+                ("channel_name_ends_with", self.channel_name_ends_with),
+            )
+            if value
+        }
+        if filters:
+            body["filter"] = filters
+        if self.headers:
+            body["headers"] = dict(self.headers)
+        return body
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookEvent:
+    """One event of Pusher's webhook contract (docs/webhooks.md): ``name`` is one of
+    :data:`WEBHOOK_EVENTS`; the other fields are those its name carries."""
+
+    name: str
+    channel: str
+    user_id: str | None = None  # member_added, member_removed, client_event (signed-in user)
+    event: str | None = None  # client_event: the event's name
+    data: str | None = None  # client_event: the event's data, as the client sent it
+    socket_id: str | None = None  # client_event: the sender
+    subscription_count: int | None = None  # subscription_count
+
+    def to_json(self) -> dict[str, object]:
+        body: dict[str, object] = {"name": self.name, "channel": self.channel}
+        for key in ("user_id", "event", "data", "socket_id", "subscription_count"):
+            value = getattr(self, key)
+            if value is not None:
+                body[key] = value
+        return body
+
 
 @dataclass(frozen=True, slots=True)
 class App:
@@ -30,6 +98,8 @@ class App:
     subscription_count: bool = False
     cache_ttl: int = 1800
     allowed_origins: tuple[str, ...] = ()
+    webhooks: tuple[Webhook, ...] = ()
+    webhook_batching: bool = False  # several events in one POST (docs/webhooks.md)
     previous: tuple[tuple[str, str], ...] = ()  # (key, secret) pairs in their grace period
 
     @property

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from ressonance.apps.validation import SETTINGS_FIELDS
-from ressonance.apps_cli import SETTING_HELP
+from ressonance.apps_cli import OPTION_FIELDS, SETTING_HELP
 from tests.support.server import RunningServer, free_port, run_server, write_config
 from tests.support.services import postgres_server
 from tests.support.wsclient import open_ws
@@ -60,10 +60,10 @@ def store(tmp_path: Path) -> dict[str, str]:
 
 
 def test_every_setting_has_an_option_and_help() -> None:
-    assert set(SETTING_HELP) == set(SETTINGS_FIELDS)
+    assert set(SETTING_HELP) == set(OPTION_FIELDS) == set(SETTINGS_FIELDS) - {"webhooks"}
     for command in ("create", "update"):
         out = ressonance(command, "--help").stdout
-        for name in SETTINGS_FIELDS:
+        for name in OPTION_FIELDS:
             assert f"--{name.replace('_', '-')}" in out, (command, name)
         assert "--server" in out and "--app-store" in out and "--json" in out
     out = ressonance("--help").stdout

@@ -16,7 +16,7 @@ import pytest
 from ressonance.apps.crypto import SecretBox
 from ressonance.apps.database import AppDatabase
 from ressonance.apps.validation import SETTINGS_FIELDS
-from ressonance.models import App
+from ressonance.models import App, Webhook
 from ressonance.storage.base import Conflict, StorageError
 from ressonance.storage.factory import open_database
 from tests.storage.test_database import BOUND, NOW, opened, pg, url
@@ -65,6 +65,17 @@ def full_app(app_id: str = "2001", key: str = "key-2001", secret: str = SECRET) 
         subscription_count=True,
         cache_ttl=60,
         allowed_origins=("https://a.example", "https://b.example"),
+        webhooks=(
+            Webhook(
+                "https://hooks.example/pusher",
+                ("channel_occupied", "member_added"),
+                channel_name_starts_with="presence-",
+                channel_name_ends_with="-room",
+                headers=(("X-Token", "t1"),),
+            ),
+            Webhook("http://10.0.0.5:8080/hook", ("client_event",)),
+        ),
+        webhook_batching=True,
     )
 
 

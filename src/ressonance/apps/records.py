@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ressonance.apps.validation import SETTINGS_FIELDS
+from ressonance.apps.validation import SETTINGS_FIELDS, plain
 from ressonance.models import App
 
 Source = Literal["store", "config", "development"]
@@ -78,8 +78,7 @@ class AppRecord:
             "enabled": app.enabled,
         }
         for name in SETTINGS_FIELDS:
-            value = getattr(app, name)
-            body[name] = list(value) if isinstance(value, tuple) else value
+            body[name] = plain(getattr(app, name))
         body["keys"] = [
             {
                 "key": k.key,
@@ -103,7 +102,7 @@ def settings_of(app: App) -> dict[str, Any]:
     for name in SETTINGS_FIELDS:
         value = getattr(app, name)
         if value != getattr(defaults, name):
-            out[name] = list(value) if isinstance(value, tuple) else value
+            out[name] = plain(value)
     return out
 
 

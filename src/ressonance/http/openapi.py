@@ -8,13 +8,40 @@ import functools
 from typing import Any
 
 from ressonance import __version__
-from ressonance.apps.validation import SETTINGS_FIELDS
+from ressonance.apps.validation import MAX_WEBHOOKS, SETTINGS_FIELDS
+from ressonance.models import WEBHOOK_EVENTS
 
 _TYPES = {"bool": "boolean", "int": "integer", "str": "string"}
 
 
+WEBHOOK_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["url", "event_types"],
+    "properties": {
+        "url": {"type": "string", "format": "uri", "pattern": "^https?://"},
+        "event_types": {
+            "type": "array",
+            "minItems": 1,
+            "items": {"type": "string", "enum": list(WEBHOOK_EVENTS)},
+        },
+        "filter": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "channel_name_starts_with": {"type": "string"},
+                "channel_name_ends_with": {"type": "string"},
+            },
+        },
+        "headers": {"type": "object", "additionalProperties": {"type": "string"}},
+    },
+}
+
+
 def _field_schema(kind: Any) -> dict[str, Any]:
     name = getattr(kind, "__name__", str(kind))
+    if name == "tuple[Webhook, ...]":
+        return {"type": "array", "maxItems": MAX_WEBHOOKS, "items": WEBHOOK_SCHEMA}
     if name in _TYPES:
         schema: dict[str, Any] = {"type": _TYPES[name]}
         if name == "int":
