@@ -247,6 +247,11 @@ class ClusterView:
         ``ttl`` seconds."""
         self._emit(control.Watch(app_id, ttl))
 
+    def leader(self) -> str:
+        """The node that sends the cluster's webhook events: the live node (this one or a
+        peer) with the smallest id (docs/webhooks.md)."""
+        return min((self.node_id, *self.peers))
+
     def apps_changed(self, app_id: str) -> None:
         """This node changed ``app_id`` in the app store: the others read it now."""
         self._emit(control.Apps(app_id))

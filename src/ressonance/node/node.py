@@ -45,6 +45,7 @@ from ressonance.node.replay import WINDOW, Claim, ReplayGuard
 from ressonance.node.schedule import soon
 from ressonance.node.stats import LatencyHistogram
 from ressonance.node.users import Users
+from ressonance.node.webhooks import WebhookSource
 from ressonance.protocol import channels, codes, messages
 from ressonance.protocol.connection import check_protocol, new_socket_id
 from ressonance.protocol.framing import text_frame
@@ -91,6 +92,8 @@ class Node:
         )
         self.users = Users(self.hub, self.view, self._send, self.fail)
         self.debug = DebugFeed(broker.node_id, self.events, self.view, self._send, clock)
+        # webhook events, cluster-wide (sent when the server gives it a sink)
+        self.webhooks = WebhookSource(self.view, self.counts.total, clock, node_timeout)
         self._presence = PresenceChanges()  # member events to send at the tick's end
         self._tick_pending = False
         # publish accepted here -> its frame written to this node's subscribers: once per loop
@@ -106,6 +109,7 @@ class Node:
 
     async def stop(self) -> None:
         """Say goodbye to the other nodes (after the sockets were closed), then disconnect."""
+        self.webhooks.close()
         self.counts.send_changed()
         self.view.bye()
         self._send()
@@ -132,7 +136,8 @@ class Node:
     def app_changed(self, app_id: str, app: App | None) -> None:
         """The app store changed ``app_id`` (None: deleted). A disabled or deleted app's
         connections here close with 4003; otherwise the hub and the open sessions take the new
-        settings (limits, flags, keys) at once."""
+        settings (limits, flags, keys, webhooks) at once."""
+        self.webhooks.set_app(app_id, app)
         state = self.hub.get(app_id)
         if state is None:
             return
@@ -203,6 +208,15 @@ class Node:
                     )
                 )
             self._fan_out(state.app.id, action.channel, frame, session.socket_id)
+            if state.app.webhooks:
+                self.webhooks.client_event(
+                    state.app,
+                    action.channel,
+                    action.event,
+                    action.data,
+                    session.socket_id,
+                    action.user_id,
+                )
         elif isinstance(action, Reply):
             socket.send(text_frame(action.frame))
         elif isinstance(action, Subscribe):
@@ -260,6 +274,10 @@ class Node:
         if action.kind.cache:
             self._send_cached(state, socket, channel)
         self.counts.local_changed(app_id, channel)
+        if state.app.webhooks:
+            self.webhooks.channel(app_id, channel)
+            if member is not None:
+                self.webhooks.member(app_id, channel, member.user_id)
         if self.events.listeners:
             self._emit_subscribed(app_id, channel, session.socket_id, member if first else None)
 
@@ -284,6 +302,8 @@ class Node:
         cached = self.view.cached(state.app.id, channel, self.clock())
         if cached is None:
             socket.send(text_frame(messages.cache_miss(channel)))
+            if state.app.webhooks:
+                self.webhooks.cache_miss(state.app, channel)
         else:
             socket.send(text_frame(messages.cache_hit(cached.event, channel, cached.data)))
 
@@ -303,6 +323,8 @@ class Node:
             if gone is not None:
                 self._member_removed(app_id, channel, gone, Member(gone, info))
         self.counts.local_changed(app_id, channel)
+        if state.app.webhooks:
+            self.webhooks.channel(app_id, channel)
         if self.events.listeners:
             emit = self.events.emit
             emit(events.Unsubscribed(app_id, channel, session.socket_id))
@@ -316,6 +338,7 @@ class Node:
     ) -> None:
         self._presence.removed((app_id, channel), user_id, before)
         self._end_tick_soon()
+        self.webhooks.member(app_id, channel, user_id)
 
     def _returning(self, state: AppState, channel: str, member: Member | None) -> str | None:
         """The joining user, when its departure from ``channel`` is pending in this tick: that
@@ -435,6 +458,7 @@ class Node:
         self.view.expire_cache(self.clock())
         self.counts.flush_large()
         self.debug.expire(self.clock())
+        self.webhooks.housekeeping()
 
     # the other nodes (the broker's handler; ClusterLink does the work) ----------------------
     def control(self, origin: str, payload: str) -> None:
@@ -474,11 +498,13 @@ class Node:
         for effect in effects:
             if isinstance(effect, MemberAdded):
                 self._presence.added((effect.app_id, effect.channel), effect.member, None)
+                self.webhooks.member(effect.app_id, effect.channel, effect.member.user_id)
                 self._end_tick_soon()
             elif isinstance(effect, MemberRemoved):
                 self._member_removed(effect.app_id, effect.channel, effect.user_id)
             elif isinstance(effect, CountChanged):
                 self.counts.changed(effect.app_id, effect.channel)
+                self.webhooks.channel(effect.app_id, effect.channel)
             elif isinstance(effect, Terminate):
                 self.users.terminate_here(effect.app_id, effect.user_id)
             elif isinstance(effect, SendState):
