@@ -21,6 +21,9 @@ After a reconnect the writer waits ``SETTLE_AFTER`` seconds before it publishes:
 nodes lost the same server and retry on the same schedule (at least every ``BACKOFF_CAP``),
 and what this node queued for them (its re-announcement first of all) would be lost on peers
 not yet resubscribed.
+
+:func:`client` makes the plain client another unit talks to Redis through without importing
+redis-py (the webhook queue, :mod:`ressonance.webhooks.queue_redis`).
 """
 
 from __future__ import annotations
@@ -48,6 +51,19 @@ STOP_WAIT = 0.5  # how long a session's task has to end after a cancel, before a
 BATCH = 512  # frames per pipelined burst
 CLOSE_WAIT = 2.0
 LINK_ERRORS = (RedisError, OSError, LinkFailure)
+
+
+def client(url: str, connect_timeout: float = OPEN_TIMEOUT) -> Redis:
+    """A redis-py asyncio client for ``url`` replying bytes (RESP2), connecting within
+    ``connect_timeout`` seconds; a command failing on a dropped connection is tried once more at
+    once on a new one (a restarted server), then fails. No socket timeout (module doc): the
+    caller bounds each command."""
+    return Redis.from_url(
+        url,
+        decode_responses=False,
+        socket_connect_timeout=connect_timeout,
+        retry=Retry(NoBackoff(), 1),
+    )
 
 
 class _Session:

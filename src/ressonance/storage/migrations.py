@@ -31,6 +31,18 @@ Version 2:
     One row (``id`` 1) whose ``n`` every write to ``apps`` or ``app_keys`` increments in the
     same transaction: a node reads this one number every second and re-reads the apps only
     when it moved (docs/apps.md, "How a change reaches every node").
+
+Version 3, the webhook queue of a node without Redis (:mod:`ressonance.webhooks.queue_db`):
+
+``webhook_jobs``
+    One row per job to post: ``seq`` (auto-increment primary key: push order), ``id`` (the
+    ``webhook-id``, unique), ``app_id``, ``url``, ``order_key``, ``body`` (the bytes posted),
+    ``events`` and ``headers`` (JSON arrays as text), ``tenant`` (SQLite 0/1, PostgreSQL a
+    boolean), ``created_at``, ``attempts``, ``next_at``, ``last_error``, and ``taken_by`` (the
+    node posting it, NULL while it waits).
+``webhook_dead``
+    The dead letters: ``id`` (the job's, primary key), ``app_id``, ``job`` (the whole job as
+    JSON, its body in base64), ``dead_at``; indexed on ``dead_at`` and ``app_id``.
 """
 
 from __future__ import annotations
@@ -91,6 +103,34 @@ MIGRATIONS: tuple[Migration, ...] = (
         postgres=(
             "CREATE TABLE app_revision (id INTEGER PRIMARY KEY CHECK (id = 1), n BIGINT NOT NULL)",
             "INSERT INTO app_revision (id, n) VALUES (1, 0)",
+        ),
+    ),
+    Migration(
+        3,
+        "webhook jobs",
+        sqlite=(
+            "CREATE TABLE webhook_jobs (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+            " id TEXT NOT NULL UNIQUE, app_id TEXT NOT NULL, url TEXT NOT NULL,"
+            " order_key TEXT NOT NULL, body BLOB NOT NULL, events TEXT NOT NULL,"
+            " headers TEXT NOT NULL, tenant INTEGER NOT NULL CHECK (tenant IN (0, 1)),"
+            " created_at REAL NOT NULL, attempts INTEGER NOT NULL, next_at REAL NOT NULL,"
+            " last_error TEXT NOT NULL, taken_by TEXT)",
+            "CREATE TABLE webhook_dead (id TEXT PRIMARY KEY, app_id TEXT NOT NULL,"
+            " job TEXT NOT NULL, dead_at REAL NOT NULL)",
+            "CREATE INDEX webhook_dead_dead_at ON webhook_dead (dead_at)",
+            "CREATE INDEX webhook_dead_app_id ON webhook_dead (app_id)",
+        ),
+        postgres=(
+            "CREATE TABLE webhook_jobs (seq BIGSERIAL PRIMARY KEY,"
+            " id TEXT NOT NULL UNIQUE, app_id TEXT NOT NULL, url TEXT NOT NULL,"
+            " order_key TEXT NOT NULL, body BYTEA NOT NULL, events TEXT NOT NULL,"
+            " headers TEXT NOT NULL, tenant BOOLEAN NOT NULL,"
+            " created_at DOUBLE PRECISION NOT NULL, attempts INTEGER NOT NULL,"
+            " next_at DOUBLE PRECISION NOT NULL, last_error TEXT NOT NULL, taken_by TEXT)",
+            "CREATE TABLE webhook_dead (id TEXT PRIMARY KEY, app_id TEXT NOT NULL,"
+            " job TEXT NOT NULL, dead_at DOUBLE PRECISION NOT NULL)",
+            "CREATE INDEX webhook_dead_dead_at ON webhook_dead (dead_at)",
+            "CREATE INDEX webhook_dead_app_id ON webhook_dead (app_id)",
         ),
     ),
 )
