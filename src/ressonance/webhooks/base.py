@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Protocol
 
 RETRY_FIRST = 1.0  # seconds before the first retry; doubled each time
 RETRY_MAX = 60.0  # the longest wait between two attempts
@@ -52,16 +52,6 @@ class Job:
     def expired(self, now: float) -> bool:
         """Whether the job has been retried for :data:`GIVE_UP_AFTER` seconds."""
         return now - self.created_at >= GIVE_UP_AFTER
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What one attempt to post a job came to: ``delivered`` (2xx), ``retry`` (a connection
-    error, a time-out, 408, 429, 5xx) or ``final`` (another 4xx, a refused target: no retry).
-    ``reason`` is the status (``"503"``) or the error, short and free of secrets."""
-
-    kind: Literal["delivered", "retry", "final"]
-    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,7 +37,8 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from ressonance.apps.base import AppStore
-from ressonance.webhooks.base import ATTEMPT_TIMEOUT, Job, JobQueue, Outcome
+from ressonance.webhooks.base import ATTEMPT_TIMEOUT, Job, JobQueue
+from ressonance.webhooks.sender import Outcome
 
 CONCURRENCY = 16  # attempts at once
 POLL_EVERY = 0.5  # seconds between two looks at the queue for new jobs
