@@ -167,6 +167,22 @@ async def test_a_taken_job_is_not_taken_again_by_any_queue(store: Store) -> None
     assert await a.depth() == 5
 
 
+async def test_takes_at_the_same_time_share_the_jobs_out(store: Store) -> None:
+    queues = [await store.queue(f"node-{n}") for n in range(3)]
+    jobs = [job(n) for n in range(30)]
+    await queues[0].push(jobs)
+    results: list[list[Job]] = []
+    for _ in range(4):  # 3 queues x 4 jobs a round: 12, 12, 6, then nothing
+        async with asyncio.timeout(BOUND):
+            results += await asyncio.gather(*(queue.take(4) for queue in queues))
+    taken = [one for result in results for one in result]
+    assert sorted(ids(taken)) == sorted(ids(jobs))  # each job once, none lost
+    assert results[-3:] == [[], [], []]
+    order = ids(jobs)
+    for result in results:
+        assert ids(result) == sorted(ids(result), key=order.index)  # each in push order
+
+
 async def test_take_over_by_another_node_returns_the_saved_retry_state(store: Store) -> None:
     a = await store.queue("node-a")
     jobs = [job(1), job(2), job(3)]
