@@ -7,7 +7,7 @@ import contextlib
 import dataclasses
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from ressonance.apps.cache import AppCache
@@ -25,18 +25,25 @@ from ressonance.metrics.prometheus import Exposition, Labels, NodeCollector, Sok
 from ressonance.node.gateway import NodeGateway
 from ressonance.node.node import Node
 from ressonance.node.replay import ReplayGuard
+from ressonance.node.stats import LatencyHistogram
 from ressonance.protocol import codes
 from ressonance.reclaim import Reclaimer
 from ressonance.scaling.factory import make_broker
 from ressonance.storage.base import StorageError
 from ressonance.storage.factory import open_database, redact
 from ressonance.transport.listener import Limits, Listener
+from ressonance.webhooks.base import Job, JobQueue
+from ressonance.webhooks.queue_db import DatabaseQueue
+from ressonance.webhooks.service import Webhooks
 
 log = logging.getLogger("ressonance")
 
 TIMEOUTS_INTERVAL = 1.0
 HEARTBEAT_INTERVAL = 1.0
 HOUSEKEEPING_INTERVAL = 5.0
+WEBHOOKS_INTERVAL = 1.0  # seconds between two checks of the webhook leadership
+# ressonance_webhook_latency_seconds: from an event to its delivery, retries included (300 s)
+WEBHOOK_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 DRAIN_TIMEOUT = 10.0
 ANNOUNCE_DELAY = 0.1  # seconds between telling the other nodes of a drain and the 4200s
 
@@ -66,6 +73,17 @@ def app_database(settings: Settings) -> AppDatabase:
     """The app store the settings name, not opened yet (docs/apps.md)."""
     key = settings.secret_key or key_from_file(Path(settings.data_dir))
     return AppDatabase(open_database(store_url(settings)), SecretBox(key))
+
+
+def webhook_queue(settings: Settings, database: AppDatabase) -> JobQueue:
+    """Where pending webhooks wait (docs/webhooks.md, "Delivery"): Redis Streams on a cluster
+    over Redis, else the app store's database (the SQLite file of one node, or PostgreSQL)."""
+    if settings.broker.startswith(("redis://", "rediss://")):
+        from ressonance.scaling.redis import client
+        from ressonance.webhooks.queue_redis import RedisQueue
+
+        return RedisQueue(client(settings.broker), settings.broker_prefix, settings.node_id)
+    return DatabaseQueue(database.db, settings.node_id)
 
 
 async def open_store(database: AppDatabase, settings: Settings) -> None:
@@ -111,6 +129,19 @@ class Server:
         self.api = Api(self.node, self.apps, unready=self.unready, degraded=self.degraded)
         self.apps.on_change = self.node.app_changed
         self.node.on_apps_changed = lambda app_id: self.apps.refresh_soon()
+        self.webhook_latency = LatencyHistogram(WEBHOOK_BUCKETS)
+        self.webhooks = Webhooks(
+            webhook_queue(settings, self.database),
+            self.apps,
+            self._is_tenant,
+            settings.webhooks_allow_private_targets,
+            lambda: self.node.view.leader() == self.node.view.node_id,
+            self.webhook_latency.observe,
+            self._webhook_attempt,
+        )
+        self.node.webhooks.sink = self.webhooks.maker
+        if settings.broker == "memory":  # one node: no cluster to learn before sending
+            self.node.webhooks.quiet_until = 0.0
         self.listener: Listener | None = None
         self.admin: Listener | None = None  # the admin listener, when admin_port is set
         self._timers: list[asyncio.Task[None]] = []
@@ -123,6 +154,9 @@ class Server:
         except StorageError as exc:
             await self.database.db.close()
             raise ConfigError(f"app store {redact(store_url(self.settings))}: {exc}") from None
+        for app in await self.apps.all():  # the configured apps; the store's come by on_change
+            self.node.webhooks.set_app(app.id, app)
+        await self.webhooks.start()
         await self.node.start()
         self.listener = Listener(
             limits(self.settings), self.api.handle, NodeGateway(self.node, self.apps)
@@ -141,7 +175,17 @@ class Server:
             asyncio.create_task(self._every(HOUSEKEEPING_INTERVAL, self.node.housekeeping)),
             asyncio.create_task(self._every(SAMPLE_INTERVAL, self.overview.sample)),
             asyncio.create_task(self.apps.run()),
+            asyncio.create_task(self._every_async(WEBHOOKS_INTERVAL, self.webhooks.tick)),
         ]
+
+    def _is_tenant(self, app_id: str) -> bool:
+        """Whether an app's webhooks were set by a tenant (the app store) rather than the
+        operator (the configuration): a tenant's may not reach private addresses."""
+        record = self.apps.record(app_id)
+        return record is not None and record.source == "store"
+
+    def _webhook_attempt(self, job: Job, outcome: str, reason: str) -> None:
+        self.node.webhook_attempt(job.app_id, job.url, job.events, outcome, reason, job.attempts)
 
     async def _app_changed(self, app_id: str) -> None:
         """An app was changed through this node: serve the change here at once, and tell the
@@ -160,6 +204,8 @@ class Server:
             settings.region,
             self.node.view.broker_latency,
             self.apps,
+            self.webhooks,
+            self.webhook_latency,
         )
         collectors: list[NodeCollector | SoketiCollector] = [collector]
         if settings.metrics_compat == "soketi":
@@ -199,6 +245,15 @@ class Server:
         self.reclaimer.observe(len(self.listener.connections))
 
     @staticmethod
+    async def _every_async(interval: float, action: Callable[[], Awaitable[None]]) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await action()
+            except Exception:
+                log.exception("periodic task failed")
+
+    @staticmethod
     async def _every(interval: float, action: Callable[[], None]) -> None:
         while True:
             await asyncio.sleep(interval)
@@ -227,6 +282,7 @@ class Server:
             self.admin.abort_all()
         for timer in self._timers:
             timer.cancel()
+        await self.webhooks.close()
         await self.node.stop()
         await self.database.db.close()
 

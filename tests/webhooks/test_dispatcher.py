@@ -21,7 +21,7 @@ from ressonance.webhooks.dispatcher import APP_GONE, Dispatcher
 from ressonance.webhooks.jobs import JobMaker
 from ressonance.webhooks.memory import MemoryQueue
 from ressonance.webhooks.sender import Outcome, Sender
-from tests.webhooks.test_sender import Receiver
+from tests.support.receiver import Receiver
 from tests.webhooks.virtual_time import WALL_START, VirtualClock, virtual_time
 
 APP = App(id="app1", key="k1", secret="s1")

@@ -12,7 +12,6 @@ import socket
 import ssl
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -27,68 +26,12 @@ from ressonance.webhooks.base import ATTEMPT_TIMEOUT, Job
 from ressonance.webhooks.sender import USER_AGENT, Outcome, Sender
 from ressonance.webhooks.signing import standard_signature
 from ressonance.webhooks.targets import Refused, resolve
+from tests.support.receiver import Receiver
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(20)]
 
 KEY, SECRET = "app-key", "app-secret"
 WAIT = 5.0
-
-
-@dataclass
-class Request:
-    line: str
-    headers: list[tuple[str, str]]
-    body: bytes
-
-    def header(self, name: str) -> list[str]:
-        return [v for k, v in self.headers if k.lower() == name.lower()]
-
-
-@dataclass
-class Receiver:
-    """Records each POST and answers ``status`` (None: never answers)."""
-
-    status: int | None = 200
-    requests: list[Request] = field(default_factory=list)
-    port: int = 0
-    server: asyncio.Server | None = None
-    sni: list[str | None] = field(default_factory=list)
-
-    async def start(self, tls: ssl.SSLContext | None = None) -> None:
-        if tls is not None:
-            tls.sni_callback = lambda _sock, name, _ctx: self.sni.append(name)  # type: ignore[assignment,misc]
-        self.server = await asyncio.start_server(self.handle, "127.0.0.1", 0, ssl=tls)
-        self.port = self.server.sockets[0].getsockname()[1]
-
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), WAIT)
-            line, *rest = head.decode().split("\r\n")
-            headers = [tuple(h.split(": ", 1)) for h in rest if h]
-            length = int(next(v for k, v in headers if k.lower() == "content-length"))
-            body = await asyncio.wait_for(reader.readexactly(length), WAIT)
-            self.requests.append(Request(line, headers, body))  # type: ignore[arg-type]
-            if self.status is None:
-                await asyncio.sleep(WAIT * 2)  # cancelled when the server closes
-            writer.write(f"HTTP/1.1 {self.status} Whatever\r\nContent-Length: 0\r\n\r\n".encode())
-            await writer.drain()
-        except (OSError, asyncio.IncompleteReadError, TimeoutError, ssl.SSLError):
-            pass
-        finally:
-            writer.close()
-
-    async def close(self) -> None:
-        if self.server is not None:
-            self.server.close()
-            await asyncio.wait_for(self.server.wait_closed(), WAIT)
-
-
-@pytest_asyncio.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    r = Receiver()
-    await r.start()
-    yield r
-    await r.close()
 
 
 def job(url: str, headers: tuple[tuple[str, str], ...] = ()) -> Job:

@@ -98,6 +98,7 @@ RESERVED_HEADERS = frozenset(
         "host",
         "connection",
         "transfer-encoding",
+        "user-agent",
     }
 )
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}")  # an HTTP header name (RFC 9110)

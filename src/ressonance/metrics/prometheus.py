@@ -63,6 +63,9 @@ FAMILIES = (
     "ressonance_app_store_errors",
     "ressonance_app_store_reloads",
     "ressonance_apps",
+    "ressonance_webhooks",
+    "ressonance_webhook_latency_seconds",
+    "ressonance_webhook_queue_depth",
     "ressonance_build_info",
 )
 
@@ -100,6 +103,16 @@ class AppStoreStatus(Protocol):
     def sources(self) -> dict[str, int]: ...
 
 
+class WebhookStatus(Protocol):
+    """What the metrics read of the webhooks (:class:`ressonance.webhooks.service.Webhooks`
+    and its dispatcher's counters)."""
+
+    depth: int
+    leading: bool
+
+    def outcomes(self) -> dict[tuple[str, str, str], int]: ...
+
+
 class NodeCollector(Collector):
     """The node's families, read from the node, its public listener and its API."""
 
@@ -112,8 +125,12 @@ class NodeCollector(Collector):
         region: str = "",
         broker_latency: LatencyHistogram | None = None,
         app_store: AppStoreStatus | None = None,
+        webhooks: WebhookStatus | None = None,
+        webhook_latency: LatencyHistogram | None = None,
     ) -> None:
         self.app_store = app_store
+        self.webhooks = webhooks
+        self.webhook_latency = webhook_latency
         self.node = node
         self.listener = listener
         self.api = api
@@ -140,6 +157,33 @@ class NodeCollector(Collector):
         yield from self._cluster()
         if self.app_store is not None:
             yield from self._app_store(self.app_store)
+        if self.webhooks is not None:
+            yield from self._webhooks(self.webhooks)
+
+    def _webhooks(self, webhooks: WebhookStatus) -> Iterator[Metric]:
+        total = CounterMetricFamily(
+            "ressonance_webhooks",
+            "Webhook events by outcome on this node (it posts while it is the leader): "
+            "delivered, retried (an attempt failed, another follows) or dead (given up)",
+            labels=["app_id", "event", "outcome"],
+        )
+        summed: dict[tuple[str, str, str], int] = defaultdict(int)
+        for (app_id, event, outcome), n in webhooks.outcomes().items():
+            summed[(self.labels.of(app_id), event, outcome)] += n
+        for labels, n in sorted(summed.items()):
+            total.add_metric(list(labels), n)
+        yield total
+        if self.webhook_latency is not None:
+            yield _histogram(
+                "ressonance_webhook_latency_seconds",
+                "From a webhook event to its delivery (retries included)",
+                self.webhook_latency,
+            )
+        yield GaugeMetricFamily(
+            "ressonance_webhook_queue_depth",
+            "Webhook jobs waiting or being tried in the cluster's queue (-1: it cannot be read)",
+            value=webhooks.depth,
+        )
 
     @staticmethod
     def _app_store(store: AppStoreStatus) -> Iterator[Metric]:

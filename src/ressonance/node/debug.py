@@ -77,6 +77,11 @@ def describe(event: events.Event, at: float) -> Debug | None:
         return Debug(a, "vacated", at, event.channel)
     if isinstance(event, events.ErrorSent):
         return Debug(a, "error", at, None, event.socket_id, None, None, event.code, event.message)
+    if isinstance(event, events.WebhookAttempt):
+        tried = f"{event.outcome} after {event.attempts + (event.outcome != 'retried')} attempt(s)"
+        message = f"{tried}: {event.reason}" if event.reason else tried
+        names = ",".join(event.events)
+        return Debug(a, "webhook", at, None, None, names, event.url, None, message)
     return None  # Delivered, MemberAdded, MemberRemoved
 
 

@@ -134,6 +134,19 @@ class ErrorSent:
     message: str
 
 
+@dataclass(frozen=True, slots=True)
+class WebhookAttempt:
+    """One attempt to post a webhook, on the node that posts them (the leader): ``outcome``
+    delivered, retried or dead, ``reason`` the status or the error."""
+
+    app_id: str
+    url: str
+    events: tuple[str, ...]
+    outcome: str
+    reason: str
+    attempts: int
+
+
 Event = (
     ConnectionOpened
     | ConnectionClosed
@@ -147,6 +160,7 @@ Event = (
     | ClientEvent
     | Delivered
     | ErrorSent
+    | WebhookAttempt
 )
 Listener = Callable[[Event], None]
 

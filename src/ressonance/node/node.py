@@ -152,6 +152,19 @@ class Node:
         for socket in state.sockets.values():
             socket.session.app = app
 
+    def webhook_attempt(
+        self,
+        app_id: str,
+        url: str,
+        names: tuple[str, ...],
+        outcome: str,
+        reason: str,
+        attempts: int,
+    ) -> None:
+        """A webhook was posted (or tried) by this node: the debug console shows it."""
+        if self.events.listeners:
+            self.events.emit(events.WebhookAttempt(app_id, url, names, outcome, reason, attempts))
+
     def announce_app(self, app_id: str) -> None:
         """This node changed ``app_id`` in the app store: the other nodes read it now."""
         self.view.apps_changed(app_id)

@@ -80,7 +80,7 @@ class WebhookSource:
         self._large: set[Key] = set()  # ... of large channels, at the next housekeeping
         self._recent: deque[tuple[float, App, WebhookEvent]] = deque(maxlen=RECENT)
         self._window = node_timeout + DELAY + 2.0  # how long a non-leader keeps an event
-        self._quiet_until = clock() + QUIET
+        self.quiet_until = clock() + QUIET  # the server clears it for a lone node
         self._leading = False
         self.sent = 0  # events handed to the sink
         self.deferred = 0  # events sent late, after this node became the leader
@@ -204,7 +204,7 @@ class WebhookSource:
         if self.sink is None or not any(w.wants(event.name, event.channel) for w in app.webhooks):
             return
         now = self.clock()
-        if quiet and now < self._quiet_until:
+        if quiet and now < self.quiet_until:
             return
         if self._is_leader():
             self.sink(app, event)

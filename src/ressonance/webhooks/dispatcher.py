@@ -235,7 +235,10 @@ class Dispatcher:
         key, secret = app.oldest
         try:
             async with asyncio.timeout(ATTEMPT_TIMEOUT + 1):
-                return await self._poster.post(job, key, secret, self._allow_private)
+                # the operator's own webhooks (configuration) may reach private addresses;
+                # a tenant's (the app store) only when webhooks_allow_private_targets is on
+                allow = self._allow_private or not job.tenant
+                return await self._poster.post(job, key, secret, allow)
         except TimeoutError:
             return Outcome("retry", "timeout")
         except Exception:

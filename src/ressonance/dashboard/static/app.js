@@ -16,7 +16,7 @@
   const WINDOW_S = 15 * 60; // the charts' time window
   const KINDS = [
     'connection', 'disconnection', 'subscribed', 'unsubscribed', 'occupied', 'vacated',
-    'api_message', 'client_event', 'error',
+    'api_message', 'client_event', 'error', 'webhook',
   ];
 
   const $ = (id) => document.getElementById(id);
@@ -648,7 +648,10 @@
       const parts = [];
       if (e.code !== null && e.code !== undefined) parts.push(`code ${e.code}`);
       if (e.message) parts.push(e.message);
-      if (parts.length) details.append(el('div', parts.join(': '), { className: 'error-text' }));
+      // a webhook's attempt: red only when it failed (retried or dead)
+      const failed = e.kind !== 'webhook' || !String(e.message).startsWith('delivered');
+      const style = failed ? 'error-text' : 'data';
+      if (parts.length) details.append(el('div', parts.join(': '), { className: style }));
     }
     if (e.data !== null && e.data !== undefined) {
       let shown = String(e.data);

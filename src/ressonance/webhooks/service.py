@@ -1,0 +1,77 @@
+"""A node's webhooks, put together (docs/webhooks.md): the node's events become jobs
+(:class:`~ressonance.webhooks.jobs.JobMaker`, on every node) in the durable queue; the cluster's
+leader posts them (:class:`~ressonance.webhooks.dispatcher.Dispatcher`). :meth:`tick`, every
+second, follows the leadership and reads the queue's depth for the metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+from ressonance.apps.base import AppStore
+from ressonance.webhooks.base import Job, JobQueue
+from ressonance.webhooks.dispatcher import Dispatcher
+from ressonance.webhooks.jobs import JobMaker
+from ressonance.webhooks.sender import Sender
+
+log = logging.getLogger("ressonance.webhooks")
+
+CLOSE_TIMEOUT = 5.0  # seconds a stopping node waits to hand its last jobs to the queue
+
+
+class Webhooks:
+    """The queue, the job maker (``maker`` is the node's webhook sink) and the dispatcher."""
+
+    def __init__(
+        self,
+        queue: JobQueue,
+        apps: AppStore,
+        is_tenant: Callable[[str], bool],
+        allow_private: bool,
+        is_leader: Callable[[], bool],
+        latency: Callable[[float], None] | None = None,
+        observe: Callable[[Job, str, str], None] | None = None,
+    ) -> None:
+        self.queue = queue
+        self.maker = JobMaker(queue.push, is_tenant)
+        self.dispatcher = Dispatcher(
+            queue, Sender(), apps, allow_private, latency=latency, observe=observe
+        )
+        self._is_leader = is_leader
+        self.leading = False
+        self.depth = 0  # jobs in the queue at the last tick (-1: the queue could not tell)
+
+    def outcomes(self) -> dict[tuple[str, str, str], int]:
+        """(app id, event, delivered|retried|dead) → events, since the start."""
+        return dict(self.dispatcher.outcomes)
+
+    async def start(self) -> None:
+        await self.queue.start()
+
+    async def tick(self) -> None:
+        """Start or stop posting as this node becomes or stops being the leader; the depth."""
+        leading = self._is_leader()
+        if leading and not self.leading:
+            log.info("this node is the webhook leader: it posts the cluster's webhooks")
+            self.dispatcher.start_leading()
+        elif not leading and self.leading:
+            log.info("another node is the webhook leader now")
+            await self.dispatcher.stop_leading()
+        self.leading = leading
+        try:
+            self.depth = await asyncio.wait_for(self.queue.depth(), 5.0)
+        except Exception:  # a queue that cannot answer now: the metric says -1
+            self.depth = -1
+
+    async def close(self) -> None:
+        """Stop posting, hand the last jobs to the queue (bounded), close the queue. Jobs not
+        delivered stay in the queue for the next leader or the next start."""
+        await self.dispatcher.stop_leading()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.maker.close(), CLOSE_TIMEOUT)
+        if self.maker.waiting:
+            log.warning("%d webhook jobs not handed to the queue at shutdown", self.maker.waiting)
+        await self.queue.close()

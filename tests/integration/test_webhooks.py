@@ -1,0 +1,137 @@
+"""Webhooks from a real ``ressonance serve`` to a receiver on 127.0.0.1 (docs/webhooks.md):
+what is sent and when, checked with the Pusher Python SDK's ``validate_webhook``; retries while
+the receiver is down, in order per channel; a restart while the receiver is down loses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pusher
+import pytest
+
+from ressonance.models import WEBHOOK_EVENTS
+from tests.support.receiver import Receiver
+from tests.support.server import run_server
+from tests.support.wsclient import open_ws
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(90)]
+
+APP = {"id": "4001", "key": "hook-key", "secret": "hook-secret"}
+EVENTS = [e for e in WEBHOOK_EVENTS if e != "subscription_count"]
+
+
+def app_with(url: str, **extra: Any) -> dict[str, Any]:
+    return {**APP, "webhooks": [{"url": url, "event_types": EVENTS}], **extra}
+
+
+def validate(receiver: Receiver) -> None:
+    """Every POST passes the Pusher Python SDK's check (key and signature of the raw body)."""
+    client = pusher.Pusher(app_id=APP["id"], key=APP["key"], secret=APP["secret"])
+    for request in receiver.requests:
+        (key,) = request.header("X-Pusher-Key")
+        (signature,) = request.header("X-Pusher-Signature")
+        checked = client.validate_webhook(key, signature, request.body.decode())
+        assert checked is not None and "events" in checked
+
+
+async def until(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
+        await asyncio.sleep(0.05)
+
+
+def names(receiver: Receiver) -> list[str]:
+    return [e["name"] for e in receiver.events()]
+
+
+async def test_each_event_is_posted_signed_and_debounced(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    # the operator's own webhook (configuration) may target 127.0.0.1
+    with run_server(tmp_path, apps=[app_with(receiver.url)]) as server:
+        async with open_ws(server.ws_url(APP["key"]), APP) as alice:
+            await alice.subscribe_ok("news")
+            await until(lambda: "channel_occupied" in names(receiver), 3, "channel_occupied")
+            await alice.subscribe_presence("presence-room", "alice")
+            await alice.send("client-typing", {"on": True}, "presence-room")
+            await alice.subscribe_ok("cache-prices")
+            await until(lambda: len(receiver.events()) >= 6, 3, "six events")
+        await asyncio.sleep(1.0)
+        assert "channel_vacated" not in names(receiver)  # waits 3 s for a comeback
+        await until(lambda: "member_removed" in names(receiver), 5, "member_removed")
+        await until(lambda: names(receiver).count("channel_vacated") == 3, 5, "vacated")
+    events = receiver.events()
+    assert {"name": "member_added", "channel": "presence-room", "user_id": "alice"} in events
+    assert {"name": "cache_miss", "channel": "cache-prices"} in events
+    (typing,) = [e for e in events if e["name"] == "client_event"]
+    assert typing["event"] == "client-typing" and json.loads(typing["data"]) == {"on": True}
+    assert typing["user_id"] == "alice" and typing["socket_id"]
+    assert names(receiver).count("channel_occupied") == 3
+    validate(receiver)
+    ids = [r.header("webhook-id")[0] for r in receiver.requests]
+    assert len(set(ids)) == len(ids)  # one id per POST
+
+
+async def test_a_reload_within_three_seconds_sends_nothing(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    with run_server(tmp_path, apps=[app_with(receiver.url)]) as server:
+        url = server.ws_url(APP["key"])
+        async with open_ws(url, APP) as page:
+            await page.subscribe_presence("presence-room", "bob")
+        async with open_ws(url, APP) as reloaded:
+            await reloaded.subscribe_presence("presence-room", "bob")
+            await asyncio.sleep(4.0)
+            assert names(receiver) == ["channel_occupied", "member_added"]
+
+
+async def test_retries_while_the_receiver_is_down_keep_the_order_per_channel(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    port = receiver.port
+    await receiver.close()  # down: connection refused
+    with run_server(tmp_path, apps=[app_with(receiver.url)]) as server:
+        async with open_ws(server.ws_url(APP["key"]), APP) as client:
+            for round_ in range(3):
+                await client.subscribe_ok("orders")
+                await client.send("pusher:unsubscribe", {"channel": "orders"})
+                await asyncio.sleep(3.5 if round_ < 2 else 0.1)  # vacated after 3 s each
+        await asyncio.sleep(2.0)
+        receiver.status = 503  # up, but failing
+        receiver.port = port
+        await receiver.start()
+        await until(lambda: len(receiver.requests) >= 1, 10, "a first attempt")
+        receiver.status = 200
+        await until(lambda: names(receiver).count("channel_vacated") >= 3, 40, "every event")
+    delivered = [
+        json.loads(r.body)["events"][0]["name"] for r in receiver.requests if r.status == 200
+    ]
+    assert delivered == ["channel_occupied", "channel_vacated"] * 3  # in order, none twice
+    validate(receiver)
+
+
+async def test_a_restart_while_the_receiver_is_down_loses_nothing(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    port = receiver.port
+    await receiver.close()
+    data_dir = str(tmp_path / "data")
+    apps = [app_with(receiver.url)]
+    with run_server(tmp_path, apps=apps, env={"RESSONANCE_DATA_DIR": data_dir}) as server:
+        async with open_ws(server.ws_url(APP["key"]), APP) as client:
+            await client.subscribe_ok("kept")
+            await asyncio.sleep(1.5)  # one failed attempt at least
+    receiver.port = port
+    await receiver.start()
+    with run_server(tmp_path, apps=apps, env={"RESSONANCE_DATA_DIR": data_dir}) as server:
+        await until(lambda: "channel_occupied" in names(receiver), 15, "the job kept on disk")
+        assert server.process.poll() is None
+    assert receiver.events()[0] == {"name": "channel_occupied", "channel": "kept"}
+    validate(receiver)
