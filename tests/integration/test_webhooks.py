@@ -16,6 +16,7 @@ import pusher
 import pytest
 
 from ressonance.models import WEBHOOK_EVENTS
+from tests.integration.test_admin import admin_call, admin_settings, bearer, scrape
 from tests.support.receiver import Receiver
 from tests.support.server import run_server
 from tests.support.wsclient import open_ws
@@ -135,3 +136,33 @@ async def test_a_restart_while_the_receiver_is_down_loses_nothing(
         assert server.process.poll() is None
     assert receiver.events()[0] == {"name": "channel_occupied", "channel": "kept"}
     validate(receiver)
+
+
+async def test_the_debug_console_shows_each_attempt_and_metrics_count_them(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """A viewer of the app's debug console sees the webhook attempts (kind "webhook": the
+    events, the URL, the outcome); ressonance_webhooks_total counts them by outcome."""
+    settings = admin_settings()
+    receiver.status = 503  # the first attempt fails, the next one (after 1 s) is delivered
+    with run_server(tmp_path, apps=[app_with(receiver.url)], settings=settings) as server:
+        path = f"/api/apps/{APP['id']}/events"
+        status, _, body = await asyncio.to_thread(admin_call, server, "GET", path, bearer())
+        assert status == 200
+        after = json.loads(body)["next"]  # watching from now
+        async with open_ws(server.ws_url(APP["key"]), APP) as client:
+            await client.subscribe_ok("watched")
+            await until(lambda: len(receiver.requests) >= 1, 5, "the first attempt")
+            receiver.status = 200
+            await until(lambda: receiver.requests[-1].status == 200, 5, "the retry")
+            await asyncio.sleep(0.3)
+        query = f"{path}?after={after}&wait=1"
+        status, _, body = await asyncio.to_thread(admin_call, server, "GET", query, bearer())
+        hooks = [e for e in json.loads(body)["events"] if e["kind"] == "webhook"]
+        assert [h["message"].split(" ")[0] for h in hooks] == ["retried", "delivered"]
+        assert hooks[0]["event"] == "channel_occupied" and hooks[0]["data"] == receiver.url
+        assert "503" in hooks[0]["message"]
+        metrics = scrape(server)
+    key = 'ressonance_webhooks_total{app_id="_other",event="channel_occupied",outcome="%s"}'
+    assert metrics[key % "retried"] == 1 and metrics[key % "delivered"] == 1
+    assert metrics["ressonance_webhook_latency_seconds_count"] >= 1
