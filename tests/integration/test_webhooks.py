@@ -166,3 +166,17 @@ async def test_the_debug_console_shows_each_attempt_and_metrics_count_them(
     key = 'ressonance_webhooks_total{app_id="_other",event="channel_occupied",outcome="%s"}'
     assert metrics[key % "retried"] == 1 and metrics[key % "delivered"] == 1
     assert metrics["ressonance_webhook_latency_seconds_count"] >= 1
+
+
+async def test_batching_puts_the_events_of_a_short_window_in_one_post(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    app = app_with(receiver.url, webhook_batching=True)
+    with run_server(tmp_path, apps=[app]) as server:
+        async with open_ws(server.ws_url(APP["key"]), APP) as client:
+            for channel in ("a", "b", "c"):
+                await client.subscribe_ok(channel)
+            await until(lambda: len(receiver.events()) >= 3, 3, "three events")
+    assert len(receiver.requests) == 1
+    assert [e["channel"] for e in receiver.events()] == ["a", "b", "c"]
+    validate(receiver)
