@@ -6,6 +6,10 @@
     .venv/bin/python -m bench --quick                tiny sizes, one run (the smoke test)
     .venv/bin/python -m bench --baseline REV         an A/B: the tree against git revision REV,
                                                      interleaved, with ratios current/baseline
+    .venv/bin/python -m bench --baseline REV --webhooks slow
+                                                     the same, the tree's app with webhooks
+                                                     (client events, channels occupied/vacated)
+                                                     to a receiver that answers after 2 s
 
 The server runs on CPU 0, the load generator (bench/loadgen.c) on CPU 1; a fresh server process
 per measurement; medians over the runs. The cluster-* scenarios run two nodes and a private
@@ -18,7 +22,9 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import signal
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -30,7 +36,16 @@ from typing import Any
 from bench import loadgen
 from bench.cluster import redis_version, start_cluster
 from bench.scenarios import FULL, QUICK, SCENARIOS, Metrics, Scenario, Target
-from bench.servers import REPO, SOKETI_DIR, soketi_available, start
+from bench.servers import (
+    RECEIVER_DELAYS,
+    REPO,
+    SOKETI_DIR,
+    WEBHOOK_EVENTS,
+    soketi_available,
+    start,
+    start_receiver,
+    stop_receiver,
+)
 
 # what the trivial sink server can serve (one channel list, no auth, no presence, no HTTP)
 CEILING_SCENARIOS = "idle-10k,idle-19.5k,fanout-1k,fanout-10k,client-events"
@@ -60,6 +75,8 @@ OWN_RATIOS: list[tuple[str, str, str, str, str, float | None]] = [
 AB = ["current", "baseline"]
 AB_TOLERANCE = 0.03
 OURS = ("ressonance", *AB)  # the servers whose own ratios (10k/1k, ...) are shown
+# --webhooks: the servers that get the webhooks (the baseline may predate them: never it)
+WEBHOOK_SERVERS = ("ressonance", "current")
 # why a server does not run the cluster scenarios (a "—" in the table)
 NO_CLUSTER = {
     "soketi": "Soketi's cluster (its Redis adapter) is not set up by the suite",
@@ -88,10 +105,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="measure the load generator itself against a trivial C server (loadgen sink)",
     )
+    p.add_argument(
+        "--webhooks",
+        choices=sorted(RECEIVER_DELAYS),
+        help="give the bench app of the tree (not the --baseline) webhooks for "
+        + ", ".join(WEBHOOK_EVENTS)
+        + " to a receiver run by the bench on 127.0.0.1: slow answers 200 after 2 s, hang never "
+        "answers (the 5 s time-out and retries); single-node scenarios only",
+    )
     p.add_argument("--list", action="store_true", help="list the scenarios and exit")
     args = p.parse_args(argv)
     if args.baseline and (args.against or args.ceiling):
         p.error("--baseline compares two revisions of ressonance: not with --against or --ceiling")
+    if args.webhooks and (args.against or args.ceiling):
+        p.error("--webhooks configures ressonance only: not with --against or --ceiling")
     return args
 
 
@@ -178,22 +205,52 @@ def versions(
     return v
 
 
-def measure(scenario: Scenario, name: str, quick: bool, workdir: Path, src: Path | None) -> Metrics:
+def measure(
+    scenario: Scenario,
+    name: str,
+    quick: bool,
+    workdir: Path,
+    src: Path | None,
+    webhooks: str | None = None,
+) -> Metrics:
     if scenario.cluster and name in NO_CLUSTER:
         return {"skipped": NO_CLUSTER[name]}
     server: Target | None = None
+    hooks = webhooks if name in WEBHOOK_SERVERS else None
     try:
-        server = start_cluster(workdir, src) if scenario.cluster else start(name, workdir, src)
+        if scenario.cluster:
+            server = start_cluster(workdir, src)
+        else:
+            server = start(name, workdir, src, webhooks=hooks)
         deadline = time.monotonic() + SCENARIO_TIMEOUT_S
         metrics = scenario.run(server, QUICK if quick else FULL, deadline, workdir)
         if not server.alive():
             raise RuntimeError(f"{name} exited during the measurement")
+        if hooks is not None:
+            server.stop()
+            metrics |= webhook_jobs(workdir / f"data-{server.port}")
         return metrics
     except (RuntimeError, OSError, loadgen.Timeout, subprocess.SubprocessError) as e:
         return {"error": f"{type(e).__name__}: {e}"}
     finally:
         if server is not None:
             server.stop()
+            if hooks is not None:  # a client-events run queues ~100 MB of jobs
+                shutil.rmtree(workdir / f"data-{server.port}", ignore_errors=True)
+
+
+def webhook_jobs(data_dir: Path) -> Metrics:
+    """Webhook jobs left in a stopped node's queue (its app store's SQLite file): queued and
+    not delivered yet (`webhook_jobs_left`), and dead letters: proof that jobs were made."""
+    db = sqlite3.connect(f"file:{data_dir / 'ressonance.db'}?mode=ro", uri=True, timeout=10)
+    try:
+        left = db.execute("SELECT count(*) FROM webhook_jobs").fetchone()[0]
+        dead = db.execute("SELECT count(*) FROM webhook_dead").fetchone()[0]
+    except sqlite3.Error as e:
+        return {"webhook_jobs_error": str(e)}
+    finally:
+        db.close()
+    return {"webhook_jobs_left": left, "webhook_dead": dead}
 
 
 def medians(runs: list[Metrics]) -> Metrics:
@@ -333,6 +390,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{sc.name:20} {sc.about}")
         return 0
     scenarios = select(args.only or (CEILING_SCENARIOS if args.ceiling else None))
+    if args.webhooks and any(sc.cluster for sc in scenarios):
+        raise SystemExit("--webhooks: single-node scenarios only (leave out the cluster-* ones)")
     runs = args.runs or (1 if args.quick else 3)
     servers = ["sink"] if args.ceiling else ["ressonance"]
     commit = resolve(args.baseline) if args.baseline else None
@@ -357,6 +416,7 @@ def main(argv: list[str] | None = None) -> int:
             "quick": args.quick,
             "ceiling": args.ceiling,
             "baseline": args.baseline,
+            "webhooks": args.webhooks,
         },
         "machine": machine(),
         "versions": {},  # below, once the baseline is extracted
@@ -369,17 +429,30 @@ def main(argv: list[str] | None = None) -> int:
         if commit:
             srcs["baseline"] = extract(commit, Path(tmp) / "baseline")
         result["versions"] = versions(args.src, servers, scenarios, commit)
-        for r in range(runs):
-            for sc in scenarios:
-                # interleave the servers, alternating which goes first
-                order = servers if r % 2 == 0 else servers[::-1]
-                for s in order:
-                    m = measure(sc, s, args.quick, Path(tmp), srcs[s])
-                    result["runs"][s][sc.name].append(m)
-                    shown = m.get("error") or m.get("skipped") or fmt(m.get(sc.main))
-                    elapsed = time.monotonic() - t0
-                    print(f"[{elapsed:6.0f}s] run {r + 1}/{runs} {sc.name:18} {s:10} "
-                          f"{sc.main} = {shown}", file=sys.stderr, flush=True)  # fmt: skip
+        receiver, webhooks = (
+            start_receiver(Path(tmp), args.webhooks) if args.webhooks else (None, None)
+        )
+        try:
+            for r in range(runs):
+                for sc in scenarios:
+                    # interleave the servers, alternating which goes first
+                    order = servers if r % 2 == 0 else servers[::-1]
+                    for s in order:
+                        m = measure(sc, s, args.quick, Path(tmp), srcs[s], webhooks)
+                        result["runs"][s][sc.name].append(m)
+                        shown = m.get("error") or m.get("skipped") or fmt(m.get(sc.main))
+                        elapsed = time.monotonic() - t0
+                        print(f"[{elapsed:6.0f}s] run {r + 1}/{runs} {sc.name:18} {s:10} "
+                              f"{sc.main} = {shown}", file=sys.stderr, flush=True)  # fmt: skip
+        finally:
+            if receiver is not None:
+                # what the servers posted, all runs together (a check that webhooks went out)
+                result["webhooks"] = {
+                    "mode": args.webhooks,
+                    "servers": [s for s in servers if s in WEBHOOK_SERVERS],
+                    "config": json.loads(webhooks or "[]"),
+                    "received": stop_receiver(receiver, Path(tmp)),
+                }
     result["seconds"] = round(time.monotonic() - t0, 1)
     result["medians"] = {
         s: {sc: medians(ms) for sc, ms in per.items()} for s, per in result["runs"].items()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import resource
 import shutil
@@ -91,13 +92,20 @@ def _wait_listening(server: Server, timeout: float = 20.0) -> None:
 
 
 def spawn(
-    name: str, port: int, argv: list[str], env: dict[str, str], cwd: Path, logdir: Path
+    name: str,
+    port: int,
+    argv: list[str],
+    env: dict[str, str],
+    cwd: Path,
+    logdir: Path,
+    cpu: str = SERVER_CPU,
 ) -> Server:
-    """Start `argv` pinned to CPU 0 in its own process group; return once it accepts on `port`."""
+    """Start `argv` pinned to `cpu` (CPU 0) in its own process group; return once it accepts on
+    `port`."""
     log = logdir / f"{name}-{port}.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            ["taskset", "-c", SERVER_CPU, *argv],
+            ["taskset", "-c", cpu, *argv],
             cwd=cwd,
             env={k: v for k, v in os.environ.items() if not k.startswith("RESSONANCE_")} | env,
             stdin=subprocess.DEVNULL,
@@ -138,11 +146,19 @@ SOKETI_APP = {
 
 
 def start_ressonance(
-    logdir: Path, src: Path | None = None, extra: tuple[str, ...] = (), name: str = "ressonance"
+    logdir: Path,
+    src: Path | None = None,
+    extra: tuple[str, ...] = (),
+    name: str = "ressonance",
+    webhooks: str | None = None,
 ) -> Server:
-    """One node; `extra` CLI flags (a cluster node gets `--broker URL --node-id ID`)."""
+    """One node; `extra` CLI flags (a cluster node gets `--broker URL --node-id ID`);
+    `webhooks`: the bench app's RESSONANCE_APP_WEBHOOKS (JSON; a revision before webhooks
+    refuses it as an unknown setting)."""
     port = free_port()
     env = {f"RESSONANCE_APP_{k}": v for k, v in RESSONANCE_APP.items()}
+    if webhooks is not None:
+        env["RESSONANCE_APP_WEBHOOKS"] = webhooks
     env["RESSONANCE_LOG_LEVEL"] = "warning"
     env["RESSONANCE_ADMIN_PORT"] = "0"  # nodes run side by side (a revision without it: ignored)
     env["RESSONANCE_DATA_DIR"] = str(logdir / f"data-{port}")  # its own app store (ditto)
@@ -182,10 +198,44 @@ def start_sink(logdir: Path) -> Server:
     return spawn("sink", port, [str(LOADGEN), "sink", "--port", str(port)], {}, REPO, logdir)
 
 
-def start(name: str, logdir: Path, src: Path | None = None) -> Server:
-    """Soketi, the sink, or ressonance (from `src`) under `name` ("current", "baseline", ...)."""
+# --webhooks: how long the bench's receiver takes to answer (-1: never, the 5 s time-out path)
+RECEIVER_DELAYS = {"slow": 2.0, "hang": -1.0}
+RECEIVER_CPU = "1" if (os.cpu_count() or 1) > 1 else "0"  # the load generator's (loadgen.py)
+# the bench app's webhooks under --webhooks: every client event, and channels occupied/vacated
+WEBHOOK_EVENTS = ("client_event", "channel_occupied", "channel_vacated")
+
+
+def start_receiver(logdir: Path, mode: str) -> tuple[Server, str]:
+    """The slow webhook receiver (bench/receiver.py) on the load generator's core, and the
+    bench app's RESSONANCE_APP_WEBHOOKS pointing at it. Its counts land in `receiver.json` in
+    `logdir` once it is stopped (SIGTERM: see `stop_receiver`)."""
+    port = free_port()
+    delay, stats = str(RECEIVER_DELAYS[mode]), str(logdir / "receiver.json")
+    argv = [sys.executable, "-m", "bench.receiver", "--port", str(port), "--delay", delay,
+            "--stats", stats]  # fmt: skip
+    server = spawn("receiver", port, argv, {}, REPO, logdir, cpu=RECEIVER_CPU)
+    url = f"http://127.0.0.1:{port}/hook"
+    return server, json.dumps([{"url": url, "event_types": list(WEBHOOK_EVENTS)}])
+
+
+def stop_receiver(receiver: Server, logdir: Path) -> dict[str, int]:
+    """SIGTERM the receiver and return what it received (empty if it could not tell)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(receiver.pid, signal.SIGTERM)
+    try:
+        receiver.proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        receiver.stop()
+    with contextlib.suppress(OSError, ValueError):
+        return dict(json.loads((logdir / "receiver.json").read_text()))
+    return {}
+
+
+def start(name: str, logdir: Path, src: Path | None = None, webhooks: str | None = None) -> Server:
+    """Soketi, the sink, or ressonance (from `src`, with `webhooks` if given) under `name`
+    ("current", "baseline", ...)."""
     if name == "soketi":
         return start_soketi(logdir)
     if name == "sink":
         return start_sink(logdir)
-    return start_ressonance(logdir, src, name=name)
+    return start_ressonance(logdir, src, name=name, webhooks=webhooks)
