@@ -33,6 +33,7 @@ from ressonance.storage.base import StorageError
 from ressonance.storage.factory import open_database, redact
 from ressonance.transport.listener import Limits, Listener
 from ressonance.webhooks.base import Job, JobQueue
+from ressonance.webhooks.letters import DeadLetterBook
 from ressonance.webhooks.queue_db import DatabaseQueue
 from ressonance.webhooks.service import Webhooks
 
@@ -221,6 +222,7 @@ class Server:
             self.unready,
             self.manager,
             self.degraded,
+            dead_letters=DeadLetterBook(self.webhooks.queue),
         )
         self.admin = Listener(limits(settings), admin.handle)
         await self.admin.listen(settings.admin_host, settings.admin_port)

@@ -30,7 +30,7 @@ from ressonance.exchange import Request, Response
 from ressonance.http import health
 from ressonance.http.api import error_response, validate_event
 from ressonance.http.health import Readiness, json_response
-from ressonance.http.management import PREFIX, Management
+from ressonance.http.management import PREFIX, DeadLetters, Management
 from ressonance.models import App
 from ressonance.node import queries
 from ressonance.node.node import Node
@@ -74,6 +74,7 @@ class Admin:
         manager: AppManager | None = None,
         degraded: Readiness | None = None,
         clock: Callable[[], float] = time.time,
+        dead_letters: DeadLetters | None = None,
     ) -> None:
         self.config = config
         self.node = node
@@ -83,7 +84,7 @@ class Admin:
         self.app_rates = app_rates  # app id -> messages per second here
         self.unready = unready
         self.degraded = degraded
-        self.management = Management(manager) if manager is not None else None
+        self.management = Management(manager, dead_letters) if manager is not None else None
         self.clock = clock
         self._token = config.token.encode()
         self._sessions: dict[str, float] = {}  # session id -> expiry

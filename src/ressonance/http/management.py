@@ -1,5 +1,6 @@
 """The management API on the admin listener: ``/api/v1/apps`` (docs/apps.md, "The management
-API"; the OpenAPI document is ``GET /api/v1/openapi.json``, :mod:`ressonance.http.openapi`).
+API") and the webhooks' ``/api/v1/dead-letters`` (docs/webhooks.md, "Managing webhooks"); the
+OpenAPI document is ``GET /api/v1/openapi.json``, :mod:`ressonance.http.openapi`.
 
 The admin handler authenticates first (bearer token or dashboard session); requests here are
 JSON, responses JSON, errors ``{"error", "code"}`` (plus ``"field"`` for a 400) with the status
@@ -9,8 +10,8 @@ of :mod:`ressonance.apps.manage`.
 from __future__ import annotations
 
 import re
-from typing import Any
-from urllib.parse import unquote
+from typing import Any, Protocol
+from urllib.parse import parse_qs, unquote
 
 from ressonance.apps.manage import AppManager, Invalid
 from ressonance.errors import HttpError
@@ -23,6 +24,18 @@ PREFIX = "/api/v1/"
 _APPS = "/api/v1/apps"
 _ONE = re.compile(r"/api/v1/apps/([^/]+)")
 _ACTION = re.compile(r"/api/v1/apps/([^/]+)/(rotate-secret|enable|disable)")
+_LETTERS = "/api/v1/dead-letters"
+_REPLAY = re.compile(r"/api/v1/dead-letters/([^/]+)/replay")
+MAX_LETTERS = 1000  # ?limit= at most
+
+
+class DeadLetters(Protocol):
+    """The webhook queue's dead letters (:class:`ressonance.webhooks.letters.DeadLetterBook`):
+    JSON objects, newest first; its errors are ``HttpError`` (503: the queue is unreachable)."""
+
+    async def list(self, app_id: str | None = None, limit: int = 100) -> list[dict[str, Any]]: ...
+
+    async def replay(self, letter_id: str) -> bool: ...
 
 
 def error_body(exc: HttpError) -> dict[str, Any]:
@@ -33,10 +46,11 @@ def error_body(exc: HttpError) -> dict[str, Any]:
 
 
 class Management:
-    """Routes ``/api/v1/...`` to the :class:`AppManager`."""
+    """Routes ``/api/v1/...`` to the :class:`AppManager` and the webhooks' dead letters."""
 
-    def __init__(self, manager: AppManager) -> None:
+    def __init__(self, manager: AppManager, dead_letters: DeadLetters | None = None) -> None:
         self.manager = manager
+        self.dead_letters = dead_letters
 
     async def handle(self, request: Request) -> Response:
         try:
@@ -56,6 +70,8 @@ class Management:
                 return json_response(200, {"apps": [r.to_json() for r in records]})
             record = await self.manager.create(_body(request))
             return json_response(201, record.to_json())
+        if path == _LETTERS or _REPLAY.fullmatch(path):
+            return await self._letters(request)
         action = _ACTION.fullmatch(path)
         if action is not None:
             _allow(method, "POST")
@@ -82,6 +98,28 @@ class Management:
             await self.manager.delete(app_id)
             return Response(204, b"", "application/json")
         raise HttpError(404, "Not found")
+
+    async def _letters(self, request: Request) -> Response:
+        if self.dead_letters is None:
+            raise HttpError(404, "Not found")
+        replay = _REPLAY.fullmatch(request.path)
+        if replay is not None:
+            _allow(request.method, "POST")
+            letter_id = unquote(replay.group(1))
+            if not await self.dead_letters.replay(letter_id):
+                raise HttpError(404, "No dead letter has this id")
+            return json_response(200, {"replayed": letter_id})
+        _allow(request.method, "GET")
+        query = parse_qs(request.query)
+        unknown = set(query) - {"app_id", "limit"}
+        if unknown:
+            raise Invalid(sorted(unknown)[0][:64], "dead-letters takes only app_id and limit")
+        app_id = query.get("app_id", [""])[0] or None
+        text = query.get("limit", ["100"])[0]
+        if not re.fullmatch(r"[0-9]{1,4}", text) or not 1 <= int(text) <= MAX_LETTERS:
+            raise Invalid("limit", f"limit must be a whole number from 1 to {MAX_LETTERS}")
+        letters = await self.dead_letters.list(app_id, int(text))
+        return json_response(200, {"dead_letters": letters})
 
 
 def _allow(method: str, *methods: str) -> None:

@@ -78,6 +78,99 @@ _COMMON = {
     "401": _error("No or a wrong admin token"),
     "503": _error("The app store cannot be reached"),
 }
+_QUEUE_DOWN = _error("The webhook queue cannot be reached")
+DEAD_LETTER_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "A webhook POST given up after its retries (kept 7 days; docs/webhooks.md)",
+    "properties": {
+        "id": {"type": "string", "description": "the webhook-id it was posted with"},
+        "app_id": {"type": "string"},
+        "url": {"type": "string"},
+        "events": {"type": "array", "items": {"type": "string"}},
+        "headers": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "the names of the webhook's own headers (never their values)",
+        },
+        "attempts": {"type": "integer"},
+        "last_error": {"type": "string", "description": "the last attempt's status or error"},
+        "created_at": {"type": "number", "description": "Unix time, seconds"},
+        "dead_at": {"type": "number", "description": "Unix time, seconds"},
+    },
+    "required": [
+        "id",
+        "app_id",
+        "url",
+        "events",
+        "headers",
+        "attempts",
+        "last_error",
+        "created_at",
+        "dead_at",
+    ],
+}
+
+
+def _dead_letter_paths() -> dict[str, Any]:
+    letters = {
+        "type": "object",
+        "properties": {
+            "dead_letters": {
+                "type": "array",
+                "items": {"$ref": "#/components/schemas/DeadLetter"},
+                "description": "newest first",
+            }
+        },
+        "required": ["dead_letters"],
+    }
+    return {
+        "/api/v1/dead-letters": {
+            "get": {
+                "summary": "Webhook POSTs given up, newest first (of one app, or of all)",
+                "parameters": [
+                    {"name": "app_id", "in": "query", "schema": {"type": "string"}},
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+                        "description": "default 100",
+                    },
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The dead letters",
+                        "content": {"application/json": {"schema": letters}},
+                    },
+                    "400": _error("A query parameter is refused: see field"),
+                    "401": _COMMON["401"],
+                    "503": _QUEUE_DOWN,
+                },
+            }
+        },
+        "/api/v1/dead-letters/{id}/replay": {
+            "post": {
+                "summary": "Queue a dead letter's POST again (same webhook-id, attempts reset)",
+                "parameters": [{**_ID_PARAM, "schema": {"type": "string"}}],
+                "responses": {
+                    "200": {
+                        "description": "Queued again; no longer a dead letter",
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {"replayed": {"type": "string"}},
+                                    "required": ["replayed"],
+                                }
+                            }
+                        },
+                    },
+                    "404": _error("No dead letter has this id"),
+                    "401": _COMMON["401"],
+                    "503": _QUEUE_DOWN,
+                },
+            }
+        },
+    }
 
 
 @functools.cache
@@ -160,7 +253,8 @@ def document() -> dict[str, Any]:
         "info": {
             "title": "Ressonance management API",
             "version": __version__,
-            "description": "Apps of the app store, on the admin listener (docs/apps.md).",
+            "description": "Apps of the app store (docs/apps.md) and webhook dead letters "
+            "(docs/webhooks.md), on the admin listener.",
         },
         "servers": [{"url": "/"}],
         "security": [{"bearer": []}],
@@ -255,6 +349,7 @@ def document() -> dict[str, Any]:
             ),
             "/api/v1/apps/{id}/enable": action("Enable an app"),
             "/api/v1/apps/{id}/disable": action("Disable an app: its connections close (4003)"),
+            **_dead_letter_paths(),
         },
         "components": {
             "securitySchemes": {
@@ -268,6 +363,7 @@ def document() -> dict[str, Any]:
                 "App": app_schema,
                 "NewApp": create_schema,
                 "AppChanges": update_schema,
+                "DeadLetter": DEAD_LETTER_SCHEMA,
                 "Error": {
                     "type": "object",
                     "properties": {
