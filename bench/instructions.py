@@ -2,6 +2,7 @@
 that the machine's load cannot move (docs/performance.md).
 
     .venv/bin/python -m bench.instructions --baseline REV [--out FILE.json]
+    .venv/bin/python -m bench.instructions --baseline REV --webhooks noop|sqlite
 
 Each path runs in process, without sockets, under ``valgrind --tool=callgrind`` twice (N1 and
 N2 operations); the difference divided by N2 - N1 is the cost of one operation, start-up and
@@ -14,6 +15,14 @@ imports cancelled out:
 
 Sockets are fakes whose ``send`` appends to a list, as ``Edge.send`` does. Wall-clock figures
 stay in ``make bench``; this is for differences of a few percent, which its noise hides.
+
+``--webhooks`` gives the current tree's app (never the baseline's: a revision may predate
+webhooks) the webhooks of ``python -m bench --webhooks`` (client events, channels
+occupied/vacated) and the node a webhook sink, the server's ``JobMaker``, so every client event
+becomes a job as in ``ressonance serve``: ``noop`` hands the jobs to a push that keeps nothing
+(the event loop's share: the event's JSON, the body, the job), ``sqlite`` to the server's
+``DatabaseQueue`` on a SQLite file (its worker thread's INSERTs counted too). Each run ends by
+waiting for the jobs to be pushed (``JobMaker.close``), so N2 - N1 counts every job's push.
 """
 
 from __future__ import annotations
@@ -49,9 +58,14 @@ from ressonance.protocol import signatures
 from ressonance.scaling.memory import MemoryBroker
 from ressonance.transport.http11 import RequestReader, serialize
 
-path, n = sys.argv[1], int(sys.argv[2])
-APP = App(id="1", key="key", secret="secret", max_client_events_per_second=0,
-          max_subscriptions_per_second=0, max_channels_per_connection=0)
+path, n, hooks = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+LIMITS = dict(max_client_events_per_second=0, max_subscriptions_per_second=0,
+              max_channels_per_connection=0)
+if hooks:  # the current tree only: the baseline may have no webhooks
+    from ressonance.models import Webhook
+    LIMITS["webhooks"] = (Webhook("http://127.0.0.1:9/hook",
+                                  ("client_event", "channel_occupied", "channel_vacated")),)
+APP = App(id="1", key="key", secret="secret", **LIMITS)
 
 class Sock:
     __slots__ = ("session", "out")
@@ -59,9 +73,33 @@ class Sock:
     def send(self, frame): self.out.append(frame)
     def close(self, code, reason): pass
 
+async def sink(node, tmp):
+    # the server's webhook sink (server.py), on a push that keeps nothing or a SQLite queue
+    from ressonance.webhooks.jobs import JobMaker
+    if hooks == "sqlite":
+        from ressonance.storage.sqlite import SqliteDatabase
+        from ressonance.webhooks.queue_db import DatabaseQueue
+        db = SqliteDatabase(f"{tmp}/webhooks.db")
+        await db.start()
+        push = DatabaseQueue(db, "bench").push
+    else:
+        db = None
+        async def push(jobs):
+            pass
+    maker = JobMaker(push, lambda app_id: False)
+    node.webhooks.sink = maker
+    node.webhooks.quiet_until = 0.0  # a lone node, as the server sets it
+    node.webhooks.set_app(APP.id, APP)
+    return maker, db
+
 async def main():
     node = Node(MemoryBroker())
     await node.start()
+    maker = db = None
+    if hooks:
+        import tempfile
+        tmp = tempfile.mkdtemp(prefix="ressonance-instr-db-")
+        maker, db = await sink(node, tmp)
     def subscribe(channel, count):
         socks = []
         for _ in range(count):
@@ -109,18 +147,27 @@ async def main():
         for _ in range(n):
             node.publish(APP, "news", "update", "{\"n\":1}")
             for s in socks: s.out.clear()
+    if maker is not None:
+        await maker.close()  # every job pushed: counted in N2 - N1
+        if path == "client-event":
+            assert maker.pushed >= n and maker.dropped == 0, (maker.pushed, maker.dropped)
+        if db is not None:
+            await db.close()
+        import shutil
+        shutil.rmtree(tmp, ignore_errors=True)
 
 asyncio.run(main())
 """
 
 
-def count(python: str, src: Path, path: str, n: int, workdir: Path) -> int:
-    """Instructions of one process running ``n`` operations of ``path`` (callgrind's total)."""
-    out = workdir / f"callgrind.{path}.{n}.{os.getpid()}"
+def count(python: str, src: Path, path: str, n: int, workdir: Path, hooks: str = "") -> int:
+    """Instructions of one process running ``n`` operations of ``path`` (callgrind's total);
+    ``hooks``: "" (no webhooks), "noop" or "sqlite" (see the module docstring)."""
+    out = workdir / f"callgrind.{path}.{n}.{hooks or 'plain'}.{os.getpid()}"
     env = os.environ | {"PYTHONPATH": str(src), "PYTHONHASHSEED": "0"}
     subprocess.run(
         ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", python, "-c", DRIVER,
-         path, str(n)],
+         path, str(n), hooks],
         env=env, check=True, capture_output=True, timeout=1800,
     )  # fmt: skip
     text = out.read_text()
@@ -130,11 +177,10 @@ def count(python: str, src: Path, path: str, n: int, workdir: Path) -> int:
     return int(found.group(1))
 
 
-def per_op(python: str, src: Path, path: str, workdir: Path) -> float:
+def per_op(python: str, src: Path, path: str, workdir: Path, hooks: str = "") -> float:
     n1, n2 = COUNTS[path]
-    return (count(python, src, path, n2, workdir) - count(python, src, path, n1, workdir)) / (
-        n2 - n1
-    )
+    high = count(python, src, path, n2, workdir, hooks)
+    return (high - count(python, src, path, n1, workdir, hooks)) / (n2 - n1)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -142,6 +188,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--baseline", required=True, help="git revision to compare the tree with")
     p.add_argument("--only", help="comma-separated paths: " + ",".join(PATHS))
     p.add_argument("--out", type=Path, help="write the figures as JSON here too")
+    p.add_argument(
+        "--webhooks",
+        choices=["noop", "sqlite"],
+        help="the current tree's app with webhooks and the server's job maker, pushing to "
+        "nothing (noop) or to a SQLite queue (sqlite); the baseline without",
+    )
     args = p.parse_args(argv)
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed (Debian: apt-get install valgrind)")
@@ -152,14 +204,20 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="ressonance-instr-") as tmp:
         baseline = extract(commit, Path(tmp) / "baseline")
         for path in paths:
-            now = per_op(sys.executable, current, path, Path(tmp))
+            now = per_op(sys.executable, current, path, Path(tmp), args.webhooks or "")
             before = per_op(sys.executable, baseline, path, Path(tmp))
             results[path] = {"current": now, "baseline": before, "ratio": now / before}
-    print(f"instructions per operation, current tree vs {args.baseline} ({commit[:12]})")
+    hooks = f" (current with webhooks, {args.webhooks} push)" if args.webhooks else ""
+    print(f"instructions per operation, current tree vs {args.baseline} ({commit[:12]}){hooks}")
     print(f"{'path':<14} {'current':>12} {'baseline':>12} {'ratio':>7}")
     for path, r in results.items():
         print(f"{path:<14} {r['current']:>12,.0f} {r['baseline']:>12,.0f} {r['ratio']:>7.3f}")
-    document = {"baseline": args.baseline, "commit": commit, "paths": results}
+    document = {
+        "baseline": args.baseline,
+        "commit": commit,
+        "webhooks": args.webhooks,
+        "paths": results,
+    }
     print(json.dumps(document))
     if args.out:
         args.out.write_text(json.dumps(document, indent=2) + "\n")
