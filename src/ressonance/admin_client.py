@@ -1,6 +1,7 @@
-"""A client of a running node's management API (``/api/v1/apps`` on the admin listener,
-docs/apps.md): what ``ressonance apps --server URL`` calls. Standard library only (urllib), a
-timeout on every request, the admin token as a bearer token (never in an error message).
+"""A client of a running node's management API (``/api/v1/apps`` and ``/api/v1/dead-letters``
+on the admin listener, docs/apps.md and docs/webhooks.md): what ``ressonance apps --server URL``
+calls. Standard library only (urllib), a timeout on every request, the admin token as a bearer
+token (never in an error message).
 
 Its methods mirror :class:`ressonance.apps.manage.AppManager` but answer the API's JSON (the
 form of :meth:`AppRecord.to_json`); an error answer is raised as :class:`AdminError` with the
@@ -68,6 +69,20 @@ class AdminClient:
 
     async def delete(self, app_id: str) -> None:
         await self._call("DELETE", self._path(app_id))
+
+    async def dead_letters(self, app_id: str | None, limit: int) -> list[dict[str, Any]]:
+        """The node's webhook dead letters, newest first (``GET /api/v1/dead-letters``)."""
+        query = {"limit": str(limit), **({"app_id": app_id} if app_id else {})}
+        path = "/api/v1/dead-letters?" + urllib.parse.urlencode(query)
+        letters = (await self._call("GET", path)).get("dead_letters")
+        if not isinstance(letters, list):
+            raise Unreachable(f"{self.base_url} did not answer a list of dead letters")
+        return letters
+
+    async def replay(self, letter_id: str) -> dict[str, Any]:
+        """Queue a dead letter again (``POST /api/v1/dead-letters/{id}/replay``)."""
+        path = "/api/v1/dead-letters/" + urllib.parse.quote(letter_id, safe="") + "/replay"
+        return await self._call("POST", path)
 
     async def public_port(self) -> int | None:
         """The node's public port (its ``/api/overview``), for the ``.env`` block; None when

@@ -7,6 +7,11 @@ Two ways, one set of rules: on the store directly (the default; the store ``serv
 (``--server URL --token TOKEN``) with :class:`~ressonance.admin_client.AdminClient`. Both answer
 the API's JSON (``AppRecord.to_json()``) and raise ``HttpError`` with the API's status: a 400
 (which names the field) exits with 2, like a usage error; any other failure with 1.
+
+``apps webhooks list|add|remove`` read the app, change its ``webhooks`` list and PATCH it back
+(either way); ``apps dead-letters`` and ``apps replay`` read the webhook queue
+(docs/webhooks.md, "Managing webhooks"): through a node always, on the store only when the queue
+is the store's database (not with a Redis broker, whose queue is in Redis).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import os
 import sys
 import time
 import urllib.parse
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol, TextIO
 
 from ressonance.admin_client import AdminClient, Unreachable
@@ -26,8 +31,8 @@ from ressonance.apps.manage import AppManager, Invalid
 from ressonance.apps.records import settings_of
 from ressonance.apps.validation import SETTINGS_FIELDS
 from ressonance.config import Settings, load
-from ressonance.errors import ConfigError, HttpError
-from ressonance.models import App
+from ressonance.errors import ConfigError, HttpError, RessonanceError
+from ressonance.models import WEBHOOK_EVENTS, App, Webhook
 
 # one line per setting of OPTION_FIELDS (docs/configuration.md, "Apps"); the default is added
 SETTING_HELP = {
@@ -44,6 +49,7 @@ SETTING_HELP = {
     "allowed_origins": "origins browsers may connect from, comma-separated; '' = any",
     "webhook_batching": "several webhook events in one POST (docs/webhooks.md)",
 }
+MAX_LETTERS = 1000  # apps dead-letters --limit at most
 # the settings with an option each (webhooks have their own subcommand)
 OPTION_FIELDS = {name: f for name, f in SETTINGS_FIELDS.items() if name != "webhooks"}
 _DEFAULTS = App(id="", key="", secret="")
@@ -71,13 +77,30 @@ class Apps(Protocol):
     async def set_enabled(self, app_id: str, enabled: bool) -> dict[str, Any]: ...
     async def rotate(self, app_id: str, grace: str) -> dict[str, Any]: ...
     async def delete(self, app_id: str) -> None: ...
+    async def dead_letters(self, app_id: str | None, limit: int) -> list[dict[str, Any]]: ...
+    async def replay(self, letter_id: str) -> dict[str, Any]: ...
+
+
+class Letters(Protocol):
+    """The dead letters of a webhook queue (a :class:`~ressonance.webhooks.base.JobQueue`)."""
+
+    async def dead_letters(self, app_id: str | None = None, limit: int = 100) -> list[Any]: ...
+    async def replay(self, job_id: str, now: float) -> Any: ...
+
+
+REDIS_QUEUE = (
+    "with a Redis broker the webhook queue is in Redis, not in the app store: "
+    "use --server URL (a node's admin listener) for dead letters and replays"
+)
 
 
 class StoreApps:
-    """:class:`AppManager` on the store, answering what the API would."""
+    """:class:`AppManager` on the store, answering what the API would; ``letters``: the webhook
+    queue on the store's database (None when it is elsewhere: a Redis broker's)."""
 
-    def __init__(self, manager: AppManager) -> None:
+    def __init__(self, manager: AppManager, letters: Letters | None = None) -> None:
         self.manager = manager
+        self.letters = letters
 
     async def records(self) -> list[dict[str, Any]]:
         return [r.to_json() for r in await self.manager.records()]
@@ -99,6 +122,23 @@ class StoreApps:
 
     async def delete(self, app_id: str) -> None:
         await self.manager.delete(app_id)
+
+    async def dead_letters(self, app_id: str | None, limit: int) -> list[dict[str, Any]]:
+        letters = await self._queue(lambda q: q.dead_letters(app_id, limit))
+        return [letter.to_json() for letter in letters]
+
+    async def replay(self, letter_id: str) -> dict[str, Any]:
+        if await self._queue(lambda q: q.replay(letter_id, time.time())) is None:
+            raise HttpError(404, "No dead letter has this id")
+        return {"replayed": letter_id}
+
+    async def _queue(self, call: Callable[[Letters], Awaitable[Any]]) -> Any:
+        if self.letters is None:
+            raise ConfigError(REDIS_QUEUE)
+        try:
+            return await call(self.letters)
+        except RessonanceError as exc:  # the storage's errors
+            raise HttpError(503, f"The webhook queue cannot be reached: {exc}") from None
 
 
 # the parser ---------------------------------------------------------------------------------
@@ -164,14 +204,7 @@ def add_apps_parser(commands: Any) -> None:
     common = _common()
 
     def action(name: str, text: str) -> argparse.ArgumentParser:
-        return actions.add_parser(  # type: ignore[no-any-return]
-            name,
-            parents=[common],
-            help=text,
-            description=text[0].upper() + text[1:] + ".",
-            epilog=APPS_EPILOG,
-            formatter_class=argparse.RawDescriptionHelpFormatter,
-        )
+        return _subcommand(actions, common, name, text)
 
     create = action("create", "create an app; prints its id, key, secret and a Laravel .env")
     create.add_argument("--name", required=True, help="what the app is called")
@@ -203,12 +236,76 @@ def add_apps_parser(commands: Any) -> None:
         "settings (apps already there are skipped)",
     )
     imported.add_argument("file", metavar="FILE", help="a ressonance TOML file with [[apps]]")
+    _add_webhook_parsers(actions, common)
+    letters = action(
+        "dead-letters", "list webhook POSTs given up after their retries, newest first"
+    )
+    letters.add_argument("--app", metavar="ID", help="only this app's (default: every app's)")
+    letters.add_argument(
+        "--limit",
+        type=int,
+        default=100,
+        metavar="N",
+        help=f"at most N (1-{MAX_LETTERS}, default 100)",
+    )
+    replay = action("replay", "post a dead letter again (same webhook-id, attempts reset)")
+    replay.add_argument("letter_id", metavar="DEAD_LETTER_ID", help="its id (msg_...)")
     for name, text in (
         ("enable", "let an app's clients connect again"),
         ("disable", "refuse an app's connections and API calls; closes them with 4003"),
         ("delete", "delete an app; closes its connections with 4003"),
     ):
         action(name, text).add_argument("app_id", metavar="ID")
+
+
+def _subcommand(
+    parsers: Any, common: argparse.ArgumentParser, name: str, text: str
+) -> argparse.ArgumentParser:
+    """One subcommand with the common options."""
+    return parsers.add_parser(  # type: ignore[no-any-return]
+        name,
+        parents=[common],
+        help=text,
+        description=text[0].upper() + text[1:] + ".",
+        epilog=APPS_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def _add_webhook_parsers(actions: Any, common: argparse.ArgumentParser) -> None:
+    """``apps webhooks list|add|remove``: an app's webhooks (docs/webhooks.md)."""
+    text = "list, add or remove an app's webhooks (docs/webhooks.md)"
+    hooks = actions.add_parser("webhooks", help=text, description=text[0].upper() + text[1:])
+    verbs = hooks.add_subparsers(dest="webhooks_command", metavar="ACTION", required=True)
+
+    def verb(name: str, text: str) -> argparse.ArgumentParser:
+        parser = _subcommand(verbs, common, name, text)
+        parser.add_argument("app_id", metavar="ID")
+        return parser
+
+    verb("list", "list an app's webhooks")
+    add = verb("add", "add a webhook to an app")
+    add.add_argument("--url", required=True, help="where to POST: an http:// or https:// URL")
+    add.add_argument(
+        "--event-types",
+        required=True,
+        type=_origins,
+        metavar="A,B",
+        help="events to send, comma-separated: " + ", ".join(WEBHOOK_EVENTS),
+    )
+    add.add_argument("--starts-with", metavar="P", help="only channels whose name starts with P")
+    add.add_argument("--ends-with", metavar="S", help="only channels whose name ends with S")
+    add.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        metavar="'NAME: VALUE'",
+        help="a header of its own on every POST (repeat for more)",
+    )
+    remove = verb("remove", "remove a webhook from an app")
+    which = remove.add_mutually_exclusive_group(required=True)
+    which.add_argument("--url", help="the webhook(s) posting to this URL")
+    which.add_argument("--index", type=int, metavar="N", help="the Nth of `webhooks list` (1..)")
 
 
 # running ------------------------------------------------------------------------------------
@@ -237,8 +334,60 @@ async def perform(args: argparse.Namespace, apps: Apps) -> Any:
         return await apps.set_enabled(args.app_id, command == "enable")
     if command == "import":
         return await import_apps(apps, file_apps(args.file))
+    if command == "webhooks":
+        return await change_webhooks(args, apps)
+    if command == "dead-letters":
+        if not 1 <= args.limit <= MAX_LETTERS:
+            raise Invalid("limit", f"--limit must be from 1 to {MAX_LETTERS}")
+        return await apps.dead_letters(args.app, args.limit)
+    if command == "replay":
+        return await apps.replay(args.letter_id)
     await apps.delete(args.app_id)
     return None
+
+
+def _header(text: str) -> tuple[str, str]:
+    name, colon, value = text.partition(":")
+    if not colon or not name.strip():
+        raise Invalid("header", f"{text[:64]!r} is not 'Name: value'")
+    return name.strip(), value.strip()
+
+
+def new_webhook(args: argparse.Namespace) -> dict[str, Any]:
+    """The webhook of ``apps webhooks add``, in the API's form (checked by the API)."""
+    hook = Webhook(
+        args.url,
+        tuple(args.event_types),
+        args.starts_with or "",
+        args.ends_with or "",
+        tuple(dict(_header(text) for text in args.header).items()),
+    )
+    return hook.to_json()
+
+
+async def change_webhooks(args: argparse.Namespace, apps: Apps) -> dict[str, Any]:
+    """``apps webhooks ...``: read the app, change its webhooks, PATCH them back; the app's
+    ``{"id", "webhooks"}`` after."""
+    record = await apps.get(args.app_id)
+    hooks = list(record.get("webhooks") or [])
+    command = args.webhooks_command
+    if command == "list":
+        return {"id": record["id"], "webhooks": hooks}
+    if command == "add":
+        hooks.append(new_webhook(args))
+    elif args.url is not None:
+        kept = [hook for hook in hooks if hook.get("url") != args.url]
+        if len(kept) == len(hooks):
+            raise Invalid("url", f"app {record['id']} has no webhook posting to {args.url}")
+        hooks = kept
+    else:
+        if not 1 <= args.index <= len(hooks):
+            raise Invalid(
+                "index", f"app {record['id']} has {len(hooks)} webhook(s): 1..{len(hooks)}"
+            )
+        del hooks[args.index - 1]
+    record = await apps.update(args.app_id, {"webhooks": hooks})
+    return {"id": record["id"], "webhooks": record.get("webhooks") or []}
 
 
 def file_apps(path: str) -> tuple[App, ...]:
@@ -275,14 +424,16 @@ async def import_apps(apps: Apps, found: tuple[App, ...]) -> list[dict[str, str]
 
 
 async def _on_store(settings: Settings, work: Callable[[Apps], Awaitable[Any]]) -> Any:
-    from ressonance.server import app_database, fixed_apps, open_store
+    from ressonance.server import app_database, fixed_apps, open_store, webhook_queue
 
     database = app_database(settings)
     await open_store(database, settings)
     try:
         # the development app runs only while the store is empty: it is no app to manage
         fixed = () if settings.dev_app else tuple(fixed_apps(settings))
-        return await work(StoreApps(AppManager(database, fixed=fixed)))
+        redis = settings.broker.startswith(("redis://", "rediss://"))
+        letters = None if redis else webhook_queue(settings, database)
+        return await work(StoreApps(AppManager(database, fixed=fixed), letters))
     finally:
         await database.db.close()
 
@@ -401,11 +552,57 @@ def _table(records: list[dict[str, Any]]) -> str:
     for r in records:
         source = r.get("source", "store") + (" (read-only)" if r.get("read_only") else "")
         rows.append((r["id"], r.get("name", ""), r["key"], _value(r["enabled"]), source))
+    return _rows(rows)
+
+
+def _rows(rows: Sequence[Sequence[object]]) -> str:
+    """Columns, left-aligned, two spaces apart."""
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
     return "".join(
         "  ".join(f"{cell!s:<{w}}" for cell, w in zip(row, widths, strict=True)).rstrip() + "\n"
         for row in rows
     )
+
+
+def webhooks_table(app_id: str, hooks: list[dict[str, Any]]) -> str:
+    """An app's webhooks, numbered for ``remove --index``; header names only."""
+    if not hooks:
+        return f"App {app_id} has no webhooks (add one with: ressonance apps webhooks add).\n"
+    rows = [("#", "URL", "EVENT TYPES", "FILTER", "HEADERS")]
+    for number, hook in enumerate(hooks, 1):
+        found = hook.get("filter") or {}
+        shown = [
+            f"{where} {found[key]!r}"
+            for key, where in (
+                ("channel_name_starts_with", "starts with"),
+                ("channel_name_ends_with", "ends with"),
+            )
+            if found.get(key)
+        ]
+        headers = ", ".join(hook.get("headers") or {}) or "-"
+        events = ",".join(hook.get("event_types") or [])
+        rows.append((str(number), hook["url"], events, ", ".join(shown) or "-", headers))
+    return _rows(rows)
+
+
+def letters_table(letters: list[dict[str, Any]]) -> str:
+    """Dead letters, newest first."""
+    if not letters:
+        return "No dead letters (webhook POSTs given up are kept 7 days).\n"
+    rows = [("ID", "APP", "DEAD AT", "ATTEMPTS", "EVENTS", "URL", "LAST ERROR")]
+    for letter in letters:
+        rows.append(
+            (
+                letter["id"],
+                letter["app_id"],
+                _when(letter["dead_at"]),
+                str(letter["attempts"]),
+                ",".join(letter["events"]),
+                letter["url"],
+                letter["last_error"] or "-",
+            )
+        )
+    return _rows(rows)
 
 
 def _print(args: argparse.Namespace, result: Any, where: tuple[str, int], out: TextIO) -> None:
@@ -417,9 +614,21 @@ def _print(args: argparse.Namespace, result: Any, where: tuple[str, int], out: T
             result = {"imported": result}
         elif command == "delete":
             result = {"id": args.app_id, "deleted": True}
+        elif command == "dead-letters":
+            result = {"dead_letters": result}
         out.write(json.dumps(result, indent=2) + "\n")
     elif command == "list":
         out.write(_table(result))
+    elif command == "webhooks":
+        verb = {"add": "Added a webhook to", "remove": "Removed from"}.get(args.webhooks_command)
+        if verb:
+            out.write(f"{verb} app {result['id']}: every node applies it within a second.\n\n")
+        out.write(webhooks_table(result["id"], result["webhooks"]))
+    elif command == "dead-letters":
+        out.write(letters_table(result))
+    elif command == "replay":
+        out.write(f"Dead letter {result['replayed']} queued again (same webhook-id, attempts ")
+        out.write("reset): the leader posts it within a second.\n")
     elif command == "import":
         for item in result:
             reason = f": {item['message']}" if item["message"] else ""

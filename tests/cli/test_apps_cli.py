@@ -19,6 +19,7 @@ import pytest
 
 from ressonance.apps.validation import SETTINGS_FIELDS
 from ressonance.apps_cli import OPTION_FIELDS, SETTING_HELP
+from tests.support.receiver import Receiver
 from tests.support.server import RunningServer, free_port, run_server, write_config
 from tests.support.services import postgres_server
 from tests.support.wsclient import open_ws
@@ -293,3 +294,122 @@ async def test_an_app_created_on_the_store_works_at_once_on_a_running_node(
             ok_json("disable", created["id"], env=store)
             code, _, _ = await client.expect_close(timeout=3)
             assert code == 4003
+
+
+# apps webhooks, dead-letters, replay (docs/webhooks.md, "Managing webhooks") ---------------------
+HOOK_SECRET = "Bearer hook-header-value-not-shown"
+
+
+def test_webhooks_add_list_remove_on_a_sqlite_store(store: dict[str, str]) -> None:
+    app = ok_json("create", "--name", "Hooked", env=store)
+    assert ok_json("webhooks", "list", app["id"], env=store) == {"id": app["id"], "webhooks": []}
+    added = ok_json(
+        "webhooks", "add", app["id"], "--url", "https://hooks.example/a",
+        "--event-types", "channel_occupied,member_added", "--starts-with", "private-",
+        "--ends-with=-room", "--header", f"Authorization: {HOOK_SECRET}", env=store,
+    )  # fmt: skip
+    first = {
+        "url": "https://hooks.example/a",
+        "event_types": ["channel_occupied", "member_added"],
+        "filter": {"channel_name_starts_with": "private-", "channel_name_ends_with": "-room"},
+        "headers": {"Authorization": HOOK_SECRET},
+    }
+    assert added == {"id": app["id"], "webhooks": [first]}
+    second = {"url": "https://hooks.example/b", "event_types": ["cache_miss"]}
+    add_b = ("webhooks", "add", app["id"], "--url", second["url"], "--event-types", "cache_miss")
+    ok_json(*add_b, env=store)
+    assert ok_json("show", app["id"], env=store)["webhooks"] == [first, second]  # in the app
+    text = ressonance("webhooks", "list", app["id"], env=store)
+    assert text.returncode == 0 and "Authorization" in text.stdout
+    assert HOOK_SECRET not in text.stdout  # the table shows header names only
+    assert "starts with 'private-'" in text.stdout and "https://hooks.example/b" in text.stdout
+    bad = (
+        (("--url", "ftp://x.example", "--event-types", "cache_miss"), "url"),
+        (("--url", "https://x.example", "--event-types", "nope"), "event_types"),
+        (("--url", "https://x.example", "--event-types", "cache_miss", "--header", "NoColon"),
+         "header"),
+    )  # fmt: skip
+    for args, field in bad:
+        assert_fails(ressonance("webhooks", "add", app["id"], *args, env=store), 2, field)
+    assert_fails(ressonance("webhooks", "remove", app["id"], "--index", "3", env=store), 2, "index")
+    unknown = ressonance(
+        "webhooks", "remove", app["id"], "--url", "https://nope.example", env=store
+    )
+    assert_fails(unknown, 2, "url")
+    assert_fails(ressonance("webhooks", "list", "nope", env=store), 1, "not found")
+    removed = ok_json("webhooks", "remove", app["id"], "--index", "1", env=store)
+    assert removed["webhooks"] == [second]
+    removed = ok_json("webhooks", "remove", app["id"], "--url", second["url"], env=store)
+    assert removed["webhooks"] == [] and ok_json("show", app["id"], env=store)["webhooks"] == []
+
+
+def test_dead_letters_on_the_store_need_server_with_a_redis_broker(store: dict[str, str]) -> None:
+    assert ok_json("dead-letters", env=store) == {"dead_letters": []}
+    assert_fails(ressonance("replay", "msg_nope", env=store), 1, "No dead letter")
+    assert_fails(ressonance("dead-letters", "--limit", "0", env=store), 2, "limit")
+    redis = {**store, "RESSONANCE_BROKER": f"redis://127.0.0.1:{free_port()}"}
+    for args in (("dead-letters",), ("replay", "msg_x")):
+        assert_fails(ressonance(*args, env=redis), 1, "Redis", "--server")
+
+
+@pytest.mark.asyncio
+async def test_webhooks_dead_letters_and_replay_through_a_node(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    settings = {
+        "admin_port": free_port(),
+        "webhooks_allow_private_targets": True,  # the receiver is on 127.0.0.1
+    }
+    env = {f"RESSONANCE_{name.upper()}": str(value).lower() for name, value in settings.items()}
+    env["RESSONANCE_ADMIN_TOKEN"] = TOKEN  # no apps: no TOML file, the settings from the env
+    with run_server(tmp_path, apps=[], settings=settings, env=env) as server:
+
+        async def run(*args: str) -> subprocess.CompletedProcess[str]:
+            return await asyncio.to_thread(on_node, server, *args)
+
+        async def run_json(*args: str) -> Any:
+            result = await run(*args, "--json")
+            assert result.returncode == 0, result.stderr
+            return json.loads(result.stdout)
+
+        app = await run_json("create", "--name", "Hooks")
+        added = await run_json(
+            "webhooks", "add", app["id"], "--url", receiver.url,
+            "--event-types", "channel_occupied", "--header", f"Authorization: {HOOK_SECRET}",
+        )  # fmt: skip
+        assert [h["url"] for h in added["webhooks"]] == [receiver.url]
+        receiver.status = 404  # a final answer: a dead letter at once
+        await asyncio.sleep(1.5)  # every node reads the change within a second
+        async with open_ws(server.ws_url(app["key"]), app, timeout=5) as client:
+            await client.subscribe_ok("orders")
+        deadline = time.monotonic() + 15
+        while not (letters := (await run_json("dead-letters", "--app", app["id"]))["dead_letters"]):
+            assert time.monotonic() < deadline, "no dead letter within 15 s"
+            await asyncio.sleep(0.2)
+        (letter,) = letters
+        assert (letter["app_id"], letter["url"]) == (app["id"], receiver.url)
+        assert letter["events"] == ["channel_occupied"] and letter["headers"] == ["Authorization"]
+        table = await run("dead-letters")
+        assert letter["id"] in table.stdout and "404" in table.stdout
+        assert HOOK_SECRET not in table.stdout
+        # the node's queue is its SQLite store: the store way reads the same dead letters
+        on_store = {"RESSONANCE_DATA_DIR": str(tmp_path / f"data-{server.port}")}
+        direct = await asyncio.to_thread(ok_json, "dead-letters", env=on_store)
+        assert [x["id"] for x in direct["dead_letters"]] == [letter["id"]]
+
+        receiver.status = 200
+        before = len(receiver.requests)
+        replayed = await run("replay", letter["id"])
+        assert replayed.returncode == 0 and letter["id"] in replayed.stdout, replayed.stderr
+        deadline = time.monotonic() + 10
+        while not [r for r in receiver.requests[before:] if r.status == 200]:
+            assert time.monotonic() < deadline, "the replay was not delivered within 10 s"
+            await asyncio.sleep(0.05)
+        delivered = next(r for r in receiver.requests[before:] if r.status == 200)
+        assert delivered.header("webhook-id") == [letter["id"]]
+        assert delivered.header("Authorization") == [HOOK_SECRET]
+        assert (await run_json("dead-letters"))["dead_letters"] == []
+        assert_fails(await run("replay", letter["id"]), 1, "No dead letter")
+        removed = await run_json("webhooks", "remove", app["id"], "--url", receiver.url)
+        assert removed["webhooks"] == []
+    assert HOOK_SECRET not in server.log() and TOKEN not in server.log()

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 RETRY_FIRST = 1.0  # seconds before the first retry; doubled each time
 RETRY_MAX = 60.0  # the longest wait between two attempts
@@ -61,6 +61,22 @@ class DeadLetter:
     id: str  # the job's id
     job: Job  # with its attempts and last error
     dead_at: float
+
+    def to_json(self) -> dict[str, Any]:
+        """As the management API lists it: the webhook's header names, never their values
+        (they may hold tokens), and never the body."""
+        job = self.job
+        return {
+            "id": self.id,
+            "app_id": job.app_id,
+            "url": job.url,
+            "events": list(job.events),
+            "headers": [name for name, _ in job.headers],
+            "attempts": job.attempts,
+            "last_error": job.last_error,
+            "created_at": job.created_at,
+            "dead_at": self.dead_at,
+        }
 
 
 class JobQueue(Protocol):

@@ -1,7 +1,7 @@
-"""The dead letters of a :class:`~ressonance.webhooks.base.JobQueue` as the management API and
-``ressonance apps dead-letters`` show them (docs/webhooks.md, "Managing webhooks"): JSON, newest
-first, the webhook's header names only (their values may hold tokens), never the body; the
-queue's storage errors become the API's ``HttpError`` (503 when it cannot be reached)."""
+"""The dead letters of a :class:`~ressonance.webhooks.base.JobQueue` as the management API shows
+them (docs/webhooks.md, "Managing webhooks"): JSON (:meth:`DeadLetter.to_json`: header names
+only, never the body), newest first; the queue's storage errors become the API's ``HttpError``
+(503 when it cannot be reached)."""
 
 from __future__ import annotations
 
@@ -11,26 +11,10 @@ from typing import Any, TypeVar
 
 from ressonance.errors import HttpError
 from ressonance.storage.base import StorageError, Unavailable
-from ressonance.webhooks.base import DeadLetter, JobQueue
+from ressonance.webhooks.base import JobQueue
 
 MAX_LIMIT = 1000  # dead letters listed at most in one answer
 T = TypeVar("T")
-
-
-def letter_json(letter: DeadLetter) -> dict[str, Any]:
-    """One dead letter: what was to be posted where, and why it was given up."""
-    job = letter.job
-    return {
-        "id": letter.id,
-        "app_id": job.app_id,
-        "url": job.url,
-        "events": list(job.events),
-        "headers": [name for name, _ in job.headers],
-        "attempts": job.attempts,
-        "last_error": job.last_error,
-        "created_at": job.created_at,
-        "dead_at": letter.dead_at,
-    }
 
 
 class DeadLetterBook:
@@ -44,7 +28,7 @@ class DeadLetterBook:
         """The newest first, of one app or of all; at most ``limit`` (1..1000)."""
         limit = max(1, min(MAX_LIMIT, limit))
         letters = await _translated(self.queue.dead_letters(app_id, limit))
-        return [letter_json(letter) for letter in letters]
+        return [letter.to_json() for letter in letters]
 
     async def replay(self, letter_id: str) -> bool:
         """Queue the letter's job again (attempts reset, same ``webhook-id``); False when no
