@@ -2,7 +2,8 @@
 // nothing fetched from anywhere but this admin listener.
 //
 // Views (hash routing): #/overview, #/apps, #/apps/<id>, #/apps/<id>/debug, #/apps/<id>/publish,
-// #/apps/<id>/settings (app management through /api/v1/apps: docs/observability.md).
+// #/apps/<id>/settings (app management through /api/v1/apps: docs/observability.md; its webhooks
+// and their dead letters, /api/v1/dead-letters: docs/webhooks.md).
 // Everything the server sends (channel names, event data, error messages: tenant data) is inserted
 // with textContent, never as HTML.
 (() => {
@@ -1154,6 +1155,7 @@
       setText('edit-state', '');
     }
     renderKeys(record);
+    renderWebhooks(record);
     if (pub) manage.pub = pub;
     pub = manage.pub;
     if (pub) {
@@ -1180,7 +1182,10 @@
     showMessage('settings-notice', null);
     try {
       const [record, pub] = await Promise.all([api(appPath(appId)), publicAddress()]);
-      if (route.appId === appId && route.tab === 'settings') renderSettings(record, pub, true);
+      if (route.appId === appId && route.tab === 'settings') {
+        renderSettings(record, pub, true);
+        loadDeadLetters(appId);
+      }
     } catch (err) {
       if (err.status === 401 || route.appId !== appId) return;
       $('settings-loading').hidden = true;
@@ -1362,6 +1367,211 @@
     $('confirm-cancel').addEventListener('click', () => $('confirm-dialog').close('cancel'));
   }
 
+  // -- webhooks and dead letters (Settings tab; docs/webhooks.md) --------------------------------
+
+  const DEAD_LETTERS = '/api/v1/dead-letters';
+  // the event types a webhook may ask for (models.WEBHOOK_EVENTS)
+  const WEBHOOK_EVENTS = [
+    'channel_occupied', 'channel_vacated', 'member_added', 'member_removed', 'client_event',
+    'cache_miss', 'subscription_count',
+  ];
+
+  function filterText(hook) {
+    const f = hook.filter || {};
+    const parts = [];
+    if (f.channel_name_starts_with) parts.push(`starts with “${f.channel_name_starts_with}”`);
+    if (f.channel_name_ends_with) parts.push(`ends with “${f.channel_name_ends_with}”`);
+    return parts.join(', ');
+  }
+
+  function tags(td, names) {
+    for (const name of names) td.append(el('span', name, { className: 'tag' }));
+  }
+
+  /** The app's webhooks: URL, event types, filter and header NAMES (values may be tokens). */
+  function renderWebhooks(record) {
+    const hooks = record.webhooks || [];
+    const readOnly = Boolean(record.read_only);
+    $('webhook-fields').disabled = readOnly;
+    $('webhook-form').hidden = readOnly; // a configured app's webhooks live in its TOML file
+    $('webhooks-empty').hidden = hooks.length > 0;
+    $('webhooks-table').hidden = hooks.length === 0;
+    $('webhooks-table').tBodies[0].replaceChildren(...hooks.map((hook, index) => {
+      const tr = el('tr');
+      tr.dataset.url = hook.url;
+      cell(tr, hook.url, 'mono url');
+      tags(cell(tr, null), hook.event_types || []);
+      const filter = filterText(hook);
+      cell(tr, filter || 'every channel', filter ? 'mono' : 'muted');
+      const names = Object.keys(hook.headers || {});
+      if (names.length) tags(cell(tr, null), names);
+      else cell(tr, 'none', 'muted');
+      const tools = cell(tr, null, 'tools');
+      const remove = el('button', 'Remove…', { type: 'button', className: 'danger-outline' });
+      remove.dataset.removeWebhook = String(index);
+      remove.disabled = readOnly;
+      tools.append(remove);
+      return tr;
+    }));
+  }
+
+  function buildWebhookForm() {
+    $('webhook-event-checks').append(...WEBHOOK_EVENTS.map((name) => {
+      const input = el('input', null, { type: 'checkbox', name: 'event_type', value: name, id: `webhook-event-${name}` });
+      const label = el('label', null, { for: input.id });
+      label.append(input, name);
+      return label;
+    }));
+  }
+
+  class FormProblem extends Error {
+    constructor(field, message) {
+      super(message);
+      this.field = field;
+    }
+  }
+
+  /** The form's webhook in the API's shape; a FormProblem names a field the form has. */
+  function readWebhook(form) {
+    const url = form.elements.url.value.trim();
+    if (!/^https?:\/\/\S+$/i.test(url)) throw new FormProblem('url', 'Give an http:// or https:// URL.');
+    const events = [...form.querySelectorAll('input[name=event_type]:checked')].map((i) => i.value);
+    if (!events.length) throw new FormProblem('event_types', 'Tick at least one event type.');
+    const hook = { url, event_types: events };
+    const filter = {};
+    const starts = form.elements.starts.value.trim();
+    const ends = form.elements.ends.value.trim();
+    if (starts) filter.channel_name_starts_with = starts;
+    if (ends) filter.channel_name_ends_with = ends;
+    if (Object.keys(filter).length) hook.filter = filter;
+    const headers = {};
+    for (const line of form.elements.headers.value.split('\n')) {
+      if (!line.trim()) continue;
+      const colon = line.indexOf(':');
+      if (colon < 1) throw new FormProblem('headers', `“${line.trim()}” is not “Name: value”.`);
+      headers[line.slice(0, colon).trim()] = line.slice(colon + 1).trim();
+    }
+    if (Object.keys(headers).length) hook.headers = headers;
+    return hook;
+  }
+
+  /** PATCH the app's whole webhooks list (the API checks each webhook). */
+  async function saveWebhooks(hooks) {
+    const saved = await api(appPath(manage.record.id), { method: 'PATCH', json: { webhooks: hooks } });
+    renderSettings(saved, null, false);
+    return saved;
+  }
+
+  function fmtLetterTime(t) {
+    if (!t) return '–';
+    return new Date(t * 1000).toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'medium' });
+  }
+
+  function renderDeadLetters(letters) {
+    $('dead-letters-empty').hidden = letters.length > 0;
+    $('dead-letters-table').hidden = letters.length === 0;
+    $('dead-letters-table').tBodies[0].replaceChildren(...letters.map((letter) => {
+      const tr = el('tr');
+      tr.dataset.letter = letter.id;
+      const when = cell(tr, fmtLetterTime(letter.dead_at), 'nowrap');
+      when.title = letter.id;
+      tags(cell(tr, null), letter.events || []);
+      cell(tr, letter.url, 'mono url');
+      cell(tr, letter.attempts, 'num');
+      cell(tr, letter.last_error || '–', 'error-text');
+      const replay = el('button', 'Replay', { type: 'button' });
+      replay.dataset.replay = letter.id;
+      cell(tr, null, 'tools').append(replay);
+      return tr;
+    }));
+  }
+
+  async function loadDeadLetters(appId) {
+    showMessage('dead-letters-error', null);
+    try {
+      const body = await api(`${DEAD_LETTERS}?app_id=${encodeURIComponent(appId)}&limit=100`);
+      if (route.appId === appId && route.tab === 'settings') renderDeadLetters(body.dead_letters || []);
+    } catch (err) {
+      if (err.status !== 401 && route.appId === appId) {
+        showMessage('dead-letters-error', `Cannot list the dead letters: ${errorText(err)}`);
+      }
+    }
+  }
+
+  function wireWebhooks() {
+    buildWebhookForm();
+    const form = $('webhook-form');
+    form.addEventListener('change', (ev) => {
+      // a ticked event type answers "tick at least one"
+      if (ev.target.name === 'event_type') showMessage('webhook-events-error', null);
+    });
+    form.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      clearErrors(form);
+      showMessage('webhooks-error', null);
+      showMessage('settings-notice', null);
+      let hook;
+      try {
+        hook = readWebhook(form);
+      } catch (err) {
+        if (!(err instanceof FormProblem)) throw err;
+        showFormError(form, err);
+        return;
+      }
+      const button = $('webhook-add');
+      button.disabled = true;
+      try {
+        await saveWebhooks([...(manage.record.webhooks || []), hook]);
+        form.reset();
+        showMessage('settings-notice', `Added a webhook to ${hook.url}: every node applies it within a second.`);
+      } catch (err) {
+        // the API names "webhooks" and says which one and why
+        if (err.status !== 401) showFormError(form, new ApiError(err.status, err.message, null));
+      } finally {
+        button.disabled = false;
+      }
+    });
+    $('webhooks-table').addEventListener('click', async (ev) => {
+      const button = ev.target.closest('[data-remove-webhook]');
+      if (!button) return;
+      const hooks = manage.record.webhooks || [];
+      const index = Number(button.dataset.removeWebhook);
+      const hook = hooks[index];
+      if (!hook) return;
+      const ok = await confirmDialog({
+        title: 'Remove this webhook?',
+        message: `Events are no longer POSTed to ${hook.url}. POSTs already queued for it are still tried.`,
+        confirm: 'Remove',
+        danger: true,
+      });
+      if (!ok) return;
+      await change(button, 'webhooks-error',
+        () => saveWebhooks(hooks.filter((_, i) => i !== index)),
+        () => `Removed the webhook to ${hook.url}.`);
+    });
+    $('dead-letters-refresh').addEventListener('click', () => {
+      showMessage('dead-letters-notice', null);
+      if (manage.record) loadDeadLetters(manage.record.id);
+    });
+    $('dead-letters-table').addEventListener('click', async (ev) => {
+      const button = ev.target.closest('[data-replay]');
+      if (!button) return;
+      const id = button.dataset.replay;
+      const appId = manage.record.id;
+      button.disabled = true;
+      showMessage('dead-letters-error', null);
+      showMessage('dead-letters-notice', null);
+      try {
+        await api(`${DEAD_LETTERS}/${encodeURIComponent(id)}/replay`, { method: 'POST' });
+        showMessage('dead-letters-notice', `Queued ${id} again: it is POSTed within a second (see the Debug tab).`);
+        await loadDeadLetters(appId);
+      } catch (err) {
+        button.disabled = false;
+        if (err.status !== 401) showMessage('dead-letters-error', `Cannot replay ${id}: ${errorText(err)}`);
+      }
+    });
+  }
+
   // -- routing ---------------------------------------------------------------------------------
 
   const route = { view: null, appId: null, tab: null };
@@ -1446,6 +1656,7 @@
   wireDebug();
   wirePublish();
   wireManage();
+  wireWebhooks();
   window.addEventListener('hashchange', onRoute);
   if (parseHash().view !== 'overview') loadHeader();
   onRoute();
