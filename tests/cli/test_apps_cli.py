@@ -315,7 +315,7 @@ def test_webhooks_add_list_remove_on_a_sqlite_store(store: dict[str, str]) -> No
         "headers": {"Authorization": HOOK_SECRET},
     }
     assert added == {"id": app["id"], "webhooks": [first]}
-    second = {"url": "https://hooks.example/b", "event_types": ["cache_miss"]}
+    second: dict[str, Any] = {"url": "https://hooks.example/b", "event_types": ["cache_miss"]}
     add_b = ("webhooks", "add", app["id"], "--url", second["url"], "--event-types", "cache_miss")
     ok_json(*add_b, env=store)
     assert ok_json("show", app["id"], env=store)["webhooks"] == [first, second]  # in the app
