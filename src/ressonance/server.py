@@ -155,8 +155,15 @@ class Server:
         except StorageError as exc:
             await self.database.db.close()
             raise ConfigError(f"app store {redact(store_url(self.settings))}: {exc}") from None
-        for app in await self.apps.all():  # the configured apps; the store's come by on_change
+        apps = await self.apps.all()
+        for app in apps:  # the configured apps; the store's come by on_change
             self.node.webhooks.set_app(app.id, app)
+        if self._queue_per_node() and any(app.webhooks for app in apps):
+            log.warning(
+                "webhooks on a NATS cluster with a SQLite app store: each node's pending "
+                "webhooks are in its own file and only the leader posts; use a Redis broker "
+                "or a PostgreSQL app store (docs/webhooks.md)"
+            )
         await self.webhooks.start()
         await self.node.start()
         self.listener = Listener(
@@ -178,6 +185,12 @@ class Server:
             asyncio.create_task(self.apps.run()),
             asyncio.create_task(self._every_async(WEBHOOKS_INTERVAL, self.webhooks.tick)),
         ]
+
+    def _queue_per_node(self) -> bool:
+        """Whether each node of this cluster keeps its pending webhooks in its own SQLite file
+        (a NATS cluster without PostgreSQL): the leader posts only its own."""
+        broker = self.settings.broker
+        return self.database.db.dialect == "sqlite" and broker.startswith(("nats", "tls"))
 
     def _is_tenant(self, app_id: str) -> bool:
         """Whether an app's webhooks were set by a tenant (the app store) rather than the
