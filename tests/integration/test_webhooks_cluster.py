@@ -219,6 +219,7 @@ async def test_the_leader_killed_while_the_receiver_is_down_loses_no_webhook(
         await until(lambda: len(unique_by_id(receiver.requests)) >= 6, 70, "six jobs")
         await asyncio.sleep(2.0)  # a duplicate would come now
         assert cluster[1].process.poll() is None
+        assert "this node is the webhook leader" in cluster[1].log()  # n2 took over
         pending = await in_thread(pending_per_consumer, redis_service.url)
     assert pending == {} or set(pending.values()) == {0}, pending
     delivered = unique_by_id(receiver.requests)
