@@ -216,3 +216,13 @@ def test_a_starting_node_learns_quietly(bus: MemoryBus, clock: Clock) -> None:
     for node in cluster.nodes:
         node.heartbeat()
     assert [e for e in cluster.take() if e[1] == "channel_occupied"] == []
+
+
+def test_a_presence_channel_is_occupied_before_its_first_member_is_added(
+    cluster: Cluster,
+) -> None:
+    """The leader hears another node's join before its counts: occupied still comes first."""
+    n2 = cluster.nodes[1]
+    presence(n2, connect(n2), "presence-first", "gina")
+    sent = [(e[1], e[2]) for e in cluster.take() if e[1] != "subscription_count"]
+    assert sent == [("channel_occupied", "presence-first"), ("member_added", "presence-first")]

@@ -107,12 +107,7 @@ class WebhookSource:
         total = self._total(app_id, channel)
         timer = ("vacate", app_id, channel, "")
         if total > 0:
-            pending = self._timers.pop(timer, None)
-            if pending is not None:
-                pending.cancel()  # occupied again within the delay: nothing was sent
-            elif key not in self._occupied:
-                self._occupied.add(key)
-                self._send(app, WebhookEvent("channel_occupied", channel), quiet=True)
+            self._occupy(app, key)
         elif key in self._occupied and timer not in self._timers:
             self._later(timer, self._vacate, key)
         if _counted(app, channel):
@@ -122,6 +117,16 @@ class WebhookSource:
                 if not self._counts:
                     soon(self._send_counts)
                 self._counts.add(key)
+
+    def _occupy(self, app: App, key: Key) -> None:
+        """``key`` has a subscriber somewhere: ``channel_occupied`` unless it was said (a
+        vacate pending within the delay is cancelled: nothing is sent)."""
+        pending = self._timers.pop(("vacate", *key, ""), None)
+        if pending is not None:
+            pending.cancel()
+        elif key not in self._occupied:
+            self._occupied.add(key)
+            self._send(app, WebhookEvent("channel_occupied", key[1]), quiet=True)
 
     def member(self, app_id: str, channel: str, user_id: str) -> None:
         """``user_id`` may have joined or left presence channel ``channel``, cluster-wide."""
@@ -133,6 +138,9 @@ class WebhookSource:
         member = (app_id, channel, user_id)
         timer = ("remove", app_id, channel, user_id)
         if here:
+            # a member occupies its channel: say so first, even when this node hears of the
+            # member before the count (another node's join comes before its counts)
+            self._occupy(app, (app_id, channel))
             pending = self._timers.pop(timer, None)
             if pending is not None:
                 pending.cancel()  # back within the delay: nothing was sent
@@ -229,6 +237,8 @@ class WebhookSource:
     def _vacate(self, key: Key) -> None:
         app = self.apps.get(key[0])
         if app is None or key not in self._occupied or self._total(*key) > 0:
+            return
+        if self.view.roster(*key):  # a member is still there (its count not heard yet)
             return
         self._occupied.discard(key)
         self._send(app, WebhookEvent("channel_vacated", key[1]))
