@@ -38,6 +38,7 @@ import tempfile
 from pathlib import Path
 
 from bench.run import extract, resolve
+from bench.servers import WEBHOOK_EVENTS
 
 PATHS = ("http-publish", "client-event", "fanout-1k")
 COUNTS = {"http-publish": (200, 1200), "client-event": (500, 3000), "fanout-1k": (20, 120)}
@@ -58,13 +59,12 @@ from ressonance.protocol import signatures
 from ressonance.scaling.memory import MemoryBroker
 from ressonance.transport.http11 import RequestReader, serialize
 
-path, n, hooks = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+path, n, hooks, events = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 LIMITS = dict(max_client_events_per_second=0, max_subscriptions_per_second=0,
               max_channels_per_connection=0)
 if hooks:  # the current tree only: the baseline may have no webhooks
     from ressonance.models import Webhook
-    LIMITS["webhooks"] = (Webhook("http://127.0.0.1:9/hook",
-                                  ("client_event", "channel_occupied", "channel_vacated")),)
+    LIMITS["webhooks"] = (Webhook("http://127.0.0.1:9/hook", tuple(events.split(","))),)
 APP = App(id="1", key="key", secret="secret", **LIMITS)
 
 class Sock:
@@ -149,7 +149,7 @@ async def main():
             for s in socks: s.out.clear()
     if maker is not None:
         await maker.close()  # every job pushed: counted in N2 - N1
-        if path == "client-event":
+        if path == "client-event" and "client_event" in events.split(","):
             assert maker.pushed >= n and maker.dropped == 0, (maker.pushed, maker.dropped)
         if db is not None:
             await db.close()
@@ -160,14 +160,17 @@ asyncio.run(main())
 """
 
 
-def count(python: str, src: Path, path: str, n: int, workdir: Path, hooks: str = "") -> int:
+def count(
+    python: str, src: Path, path: str, n: int, workdir: Path, hooks: str = "", events: str = ""
+) -> int:
     """Instructions of one process running ``n`` operations of ``path`` (callgrind's total);
-    ``hooks``: "" (no webhooks), "noop" or "sqlite" (see the module docstring)."""
+    ``hooks``: "" (no webhooks), "noop" or "sqlite" (see the module docstring), for the
+    comma-separated webhook ``events``."""
     out = workdir / f"callgrind.{path}.{n}.{hooks or 'plain'}.{os.getpid()}"
     env = os.environ | {"PYTHONPATH": str(src), "PYTHONHASHSEED": "0"}
     subprocess.run(
         ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", python, "-c", DRIVER,
-         path, str(n), hooks],
+         path, str(n), hooks, events or ",".join(WEBHOOK_EVENTS)],
         env=env, check=True, capture_output=True, timeout=1800,
     )  # fmt: skip
     text = out.read_text()
@@ -177,10 +180,12 @@ def count(python: str, src: Path, path: str, n: int, workdir: Path, hooks: str =
     return int(found.group(1))
 
 
-def per_op(python: str, src: Path, path: str, workdir: Path, hooks: str = "") -> float:
+def per_op(
+    python: str, src: Path, path: str, workdir: Path, hooks: str = "", events: str = ""
+) -> float:
     n1, n2 = COUNTS[path]
-    high = count(python, src, path, n2, workdir, hooks)
-    return (high - count(python, src, path, n1, workdir, hooks)) / (n2 - n1)
+    high = count(python, src, path, n2, workdir, hooks, events)
+    return (high - count(python, src, path, n1, workdir, hooks, events)) / (n2 - n1)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -194,6 +199,11 @@ def main(argv: list[str] | None = None) -> int:
         help="the current tree's app with webhooks and the server's job maker, pushing to "
         "nothing (noop) or to a SQLite queue (sqlite); the baseline without",
     )
+    p.add_argument(
+        "--events",
+        default=",".join(WEBHOOK_EVENTS),
+        help="with --webhooks: the webhook's event types (default: %(default)s, as the bench's)",
+    )
     args = p.parse_args(argv)
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed (Debian: apt-get install valgrind)")
@@ -204,10 +214,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="ressonance-instr-") as tmp:
         baseline = extract(commit, Path(tmp) / "baseline")
         for path in paths:
-            now = per_op(sys.executable, current, path, Path(tmp), args.webhooks or "")
+            now = per_op(sys.executable, current, path, Path(tmp), args.webhooks or "", args.events)
             before = per_op(sys.executable, baseline, path, Path(tmp))
             results[path] = {"current": now, "baseline": before, "ratio": now / before}
-    hooks = f" (current with webhooks, {args.webhooks} push)" if args.webhooks else ""
+    hooks = f" (current: webhooks for {args.events}, {args.webhooks} push)" if args.webhooks else ""
     print(f"instructions per operation, current tree vs {args.baseline} ({commit[:12]}){hooks}")
     print(f"{'path':<14} {'current':>12} {'baseline':>12} {'ratio':>7}")
     for path, r in results.items():
@@ -216,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         "baseline": args.baseline,
         "commit": commit,
         "webhooks": args.webhooks,
+        "webhook_events": args.events if args.webhooks else None,
         "paths": results,
     }
     print(json.dumps(document))
