@@ -7,18 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pusher
 import pytest
 
 from ressonance.models import WEBHOOK_EVENTS
 from tests.integration.test_admin import admin_call, admin_settings, bearer, scrape
 from tests.support.receiver import Receiver
 from tests.support.server import run_server
+from tests.support.webhook_checks import until, validate_python
 from tests.support.wsclient import open_ws
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(90)]
@@ -33,19 +31,7 @@ def app_with(url: str, **extra: Any) -> dict[str, Any]:
 
 def validate(receiver: Receiver) -> None:
     """Every POST passes the Pusher Python SDK's check (key and signature of the raw body)."""
-    client = pusher.Pusher(app_id=APP["id"], key=APP["key"], secret=APP["secret"])
-    for request in receiver.requests:
-        (key,) = request.header("X-Pusher-Key")
-        (signature,) = request.header("X-Pusher-Signature")
-        checked = client.validate_webhook(key, signature, request.body.decode())
-        assert checked is not None and "events" in checked
-
-
-async def until(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
-        await asyncio.sleep(0.05)
+    validate_python(APP, receiver.requests)
 
 
 def names(receiver: Receiver) -> list[str]:

@@ -66,20 +66,12 @@ def validate_python(app: dict[str, Any], requests: list[Request]) -> None:
         assert checked is not None and "events" in checked, request
 
 
-def validate_node(app: dict[str, Any], requests: list[Request]) -> None:
-    """Every request passes the Node SDK's ``webhook({headers, rawBody}).isValid()``."""
-    assert requests, "no request to validate"
-    payload = {
-        "key": app["key"],
-        "secret": app["secret"],
-        "requests": [
-            {"headers": {k.lower(): v for k, v in r.headers}, "rawBody": r.body.decode()}
-            for r in requests
-        ],
-    }
+def node_sdk_verdicts(key: str, secret: str, requests: list[dict[str, str]]) -> list[bool]:
+    """``webhook({headers, rawBody}).isValid()`` of the Node SDK for each of ``requests``
+    (``{"headers": {...}, "rawBody": "..."}``), run by tests/e2e/js/webhook_signature.mjs."""
     proc = subprocess.run(
         [node_binary(), str(JS_DIR / "webhook_signature.mjs")],
-        input=json.dumps(payload),
+        input=json.dumps({"key": key, "secret": secret, "requests": requests}),
         cwd=E2E_DIR,
         capture_output=True,
         text=True,
@@ -88,7 +80,18 @@ def validate_node(app: dict[str, Any], requests: list[Request]) -> None:
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert result["valid"] == [True] * len(requests), result
+    assert result["ok"] and result["scenario"] == "webhook_signature", result
+    return [bool(v) for v in result["valid"]]
+
+
+def validate_node(app: dict[str, Any], requests: list[Request]) -> None:
+    """Every request passes the Node SDK's ``webhook({headers, rawBody}).isValid()``."""
+    assert requests, "no request to validate"
+    bodies = [
+        {"headers": {k.lower(): v for k, v in r.headers}, "rawBody": r.body.decode()}
+        for r in requests
+    ]
+    assert node_sdk_verdicts(app["key"], app["secret"], bodies) == [True] * len(requests)
 
 
 def validate(app: dict[str, Any], receiver: Receiver) -> None:
