@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import pytest
@@ -230,3 +232,83 @@ def test_metrics_settings_refused(tmp_path: Path) -> None:
         load(env={}, config_file=config)
     with pytest.raises(ConfigError, match="metrics_compat"):
         load(env={"RESSONANCE_METRICS_COMPAT": "pusher"})
+
+
+def test_webhooks_from_toml_tables_and_the_environment(tmp_path: Path) -> None:
+    config = tmp_path / "hooks.toml"
+    config.write_text(
+        """
+[[apps]]
+id = "1"
+key = "k"
+secret = "s"
+webhook_batching = true
+
+[[apps.webhooks]]
+url = "https://example.com/hooks"
+event_types = ["channel_occupied", "member_added"]
+filter = { channel_name_starts_with = "presence-", channel_name_ends_with = "-room" }
+headers = { "X-Api-Key" = "abc" }
+""",
+        encoding="utf-8",
+    )
+    (app,) = load(config_file=config).apps
+    (hook,) = app.webhooks
+    assert app.webhook_batching
+    assert hook.url == "https://example.com/hooks"
+    assert hook.event_types == ("channel_occupied", "member_added")
+    assert (hook.channel_name_starts_with, hook.channel_name_ends_with) == ("presence-", "-room")
+    assert hook.headers == (("X-Api-Key", "abc"),)
+    assert hook.wants("member_added", "presence-chat-room")
+    assert not hook.wants("member_added", "private-chat-room")
+    assert not hook.wants("client_event", "presence-chat-room")
+    env = {
+        "RESSONANCE_APP_ID": "2",
+        "RESSONANCE_APP_KEY": "k2",
+        "RESSONANCE_APP_SECRET": "s2",
+        "RESSONANCE_APP_WEBHOOKS": json.dumps(
+            [{"url": "http://10.0.0.1:8080/h", "event_types": ["client_event"]}]
+        ),
+    }
+    (from_env,) = load(env=env).apps
+    assert from_env.webhooks[0].to_json() == {
+        "url": "http://10.0.0.1:8080/h",
+        "event_types": ["client_event"],
+    }
+
+
+@pytest.mark.parametrize(
+    ("hooks", "message"),
+    [
+        ([{"url": "ftp://example.com/h", "event_types": ["channel_occupied"]}], "webhooks[0].url"),
+        ([{"url": "https:///h", "event_types": ["channel_occupied"]}], "webhooks[0].url"),
+        ([{"url": "https://e.com/h", "event_types": ["channel_occupy"]}], "unknown event type"),
+        ([{"url": "https://e.com/h", "event_types": []}], "webhooks[0].event_types"),
+        ([{"url": "https://e.com/h", "event_types": ["cache_miss"], "x": 1}], "unknown field"),
+        (
+            [{"url": "https://e.com/h", "event_types": ["cache_miss"], "filter": {"regex": "."}}],
+            "webhooks[0].filter",
+        ),
+        (
+            [
+                {"url": "https://e.com/h", "event_types": ["cache_miss"]},
+                {
+                    "url": "https://e.com/h",
+                    "event_types": ["cache_miss"],
+                    "headers": {"X-Pusher-Signature": "forged"},
+                },
+            ],
+            "webhooks[1].headers.X-Pusher-Signature",
+        ),
+        ("not json", "not valid JSON"),
+    ],
+)
+def test_a_bad_webhook_is_a_config_error_naming_the_field(hooks: object, message: str) -> None:
+    env = {
+        "RESSONANCE_APP_ID": "2",
+        "RESSONANCE_APP_KEY": "k2",
+        "RESSONANCE_APP_SECRET": "s2",
+        "RESSONANCE_APP_WEBHOOKS": hooks if isinstance(hooks, str) else json.dumps(hooks),
+    }
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load(env=env)
