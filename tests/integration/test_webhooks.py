@@ -166,3 +166,41 @@ async def test_batching_puts_the_events_of_a_short_window_in_one_post(
     assert len(receiver.requests) == 1
     assert [e["channel"] for e in receiver.events()] == ["a", "b", "c"]
     validate(receiver)
+
+
+@pytest.mark.parametrize("allowed", [False, True])
+async def test_a_tenants_webhook_may_not_reach_a_private_address(
+    tmp_path: Path, receiver: Receiver, allowed: bool
+) -> None:
+    """An app of the store is a tenant's: its webhook to 127.0.0.1 is refused (a dead letter
+    saying why, nothing posted) unless webhooks_allow_private_targets is on."""
+    settings = admin_settings()
+    env = {  # no configured app, so no TOML file: the settings go by the environment
+        "RESSONANCE_ADMIN_PORT": str(settings["admin_port"]),
+        "RESSONANCE_ADMIN_TOKEN": settings["admin_token"],
+        "RESSONANCE_WEBHOOKS_ALLOW_PRIVATE_TARGETS": str(allowed).lower(),
+    }
+    with run_server(tmp_path, apps=[], settings=settings, env=env) as server:
+        hook = {"url": receiver.url, "event_types": ["channel_occupied"]}
+        body = json.dumps({"name": "tenant", "webhooks": [hook]}).encode()
+        status, _, raw = await asyncio.to_thread(
+            admin_call, server, "POST", "/api/v1/apps", bearer(), body
+        )
+        assert status == 201, raw
+        app = json.loads(raw)
+        async with open_ws(server.ws_url(app["key"]), app) as client:
+            await client.subscribe_ok("tenant-channel")
+            if allowed:
+                await until(lambda: len(receiver.requests) == 1, 5, "the POST")
+                return
+
+            def letters() -> list[dict[str, Any]]:
+                found = admin_call(server, "GET", "/api/v1/dead-letters", bearer())
+                return list(json.loads(found[2])["dead_letters"])
+
+            deadline = asyncio.get_running_loop().time() + 5
+            while not (dead := await asyncio.to_thread(letters)):
+                assert asyncio.get_running_loop().time() < deadline, "no dead letter"
+                await asyncio.sleep(0.1)
+        assert receiver.requests == []
+        assert "loopback" in dead[0]["last_error"] and dead[0]["attempts"] == 1
