@@ -209,3 +209,22 @@ async def test_unsupported_urls_are_config_errors(bad: str) -> None:
 async def test_placeholders_become_numbered_outside_quotes() -> None:
     sql = "SELECT ? FROM t WHERE a = '?''?' AND \"b?\" = ? OR c = ?"
     assert placeholders(sql) == "SELECT $1 FROM t WHERE a = '?''?' AND \"b?\" = $2 OR c = $3"
+
+
+async def test_execute_many_runs_once_per_row_and_rolls_back_with_its_transaction(
+    url: str,
+) -> None:
+    insert = "INSERT INTO apps (id, name, created_at, updated_at) VALUES (?, ?, ?, ?)"
+    async with opened(url) as db:
+        await db.execute_many(insert, [("m1", "a?", NOW, NOW), ("m2", "b", NOW, NOW)])
+        async with db.transaction() as tx:
+            await tx.execute_many(insert, [("m3", "c", NOW, NOW)])
+        with pytest.raises(Conflict):
+            async with db.transaction() as tx:
+                await tx.execute_many(insert, [("m4", "d", NOW, NOW), ("m1", "dup", NOW, NOW)])
+        rows = await db.fetch("SELECT id, name FROM apps ORDER BY id")
+        assert rows == [
+            {"id": "m1", "name": "a?"},
+            {"id": "m2", "name": "b"},
+            {"id": "m3", "name": "c"},
+        ]

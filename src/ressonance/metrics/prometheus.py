@@ -66,6 +66,7 @@ FAMILIES = (
     "ressonance_webhooks",
     "ressonance_webhook_latency_seconds",
     "ressonance_webhook_queue_depth",
+    "ressonance_webhook_jobs_dropped",
     "ressonance_build_info",
 )
 
@@ -109,6 +110,9 @@ class WebhookStatus(Protocol):
 
     depth: int
     leading: bool
+
+    @property
+    def dropped(self) -> int: ...
 
     def outcomes(self) -> dict[tuple[str, str, str], int]: ...
 
@@ -179,6 +183,12 @@ class NodeCollector(Collector):
                 "From a webhook event to its delivery (retries included)",
                 self.webhook_latency,
             )
+        yield CounterMetricFamily(
+            "ressonance_webhook_jobs_dropped",
+            "Webhook jobs made on this node and dropped before the queue kept them: more than "
+            "100,000 waited while the queue could not keep up or be reached",
+            value=webhooks.dropped,
+        )
         yield GaugeMetricFamily(
             "ressonance_webhook_queue_depth",
             "Webhook jobs waiting or being tried in the cluster's queue (-1: it cannot be read)",

@@ -72,6 +72,7 @@ class WebhookSource:
         self.clock = clock
         self.sink: Sink | None = None  # None: webhooks are off on this node
         self.apps: dict[str, App] = {}  # the apps with webhooks, by id
+        self._wants: dict[str, frozenset[str]] = {}  # app id -> the event types it wants
         self._occupied: set[Key] = set()
         self._present: set[tuple[str, str, str]] = set()  # (app id, channel, user id)
         self._timers: dict[tuple[str, str, str, str], Timer] = {}
@@ -90,7 +91,9 @@ class WebhookSource:
         """The app store or the configuration says what ``app_id`` is now (None: gone)."""
         if app is not None and app.enabled and app.webhooks:
             self.apps[app_id] = app
+            self._wants[app_id] = frozenset(e for w in app.webhooks for e in w.event_types)
             return
+        self._wants.pop(app_id, None)
         if self.apps.pop(app_id, None) is not None:  # webhooks off: forget its picture
             self._occupied = {k for k in self._occupied if k[0] != app_id}
             self._present = {k for k in self._present if k[0] != app_id}
@@ -155,7 +158,9 @@ class WebhookSource:
         self, app: App, channel: str, event: str, data: object, socket_id: str, user_id: str | None
     ) -> None:
         """A client event accepted on this node (sent by this node, leader or not)."""
-        if self.sink is None or not any(w.wants("client_event", channel) for w in app.webhooks):
+        if "client_event" not in self._wants.get(app.id, ()) or self.sink is None:
+            return  # the common case, kept cheap: the app wants no client_event webhook
+        if not any(w.wants("client_event", channel) for w in app.webhooks):
             return
         text = data if isinstance(data, str) else dumps(data)
         presence = channels.kind_of(channel).presence
@@ -174,7 +179,9 @@ class WebhookSource:
 
     def cache_miss(self, app: App, channel: str) -> None:
         """A subscriber of cache channel ``channel`` found no cached event, on this node."""
-        if self.sink is not None and any(w.wants("cache_miss", channel) for w in app.webhooks):
+        if "cache_miss" not in self._wants.get(app.id, ()) or self.sink is None:
+            return
+        if any(w.wants("cache_miss", channel) for w in app.webhooks):
             self.sink(app, WebhookEvent("cache_miss", channel))
             self.sent += 1
 

@@ -52,6 +52,11 @@ class Executor(Protocol):
         """Run a query; its rows as dicts keyed by column name."""
         ...
 
+    async def execute_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        """Run ``sql`` once per parameter tuple of ``rows``, in one round trip (SQLite: one
+        call on the worker thread; PostgreSQL: asyncpg's ``executemany``)."""
+        ...
+
 
 class Database(Executor, Protocol):
     """An open database. ``start`` connects and applies the migrations

@@ -105,6 +105,11 @@ class _Connection(Executor):
         )
         return [dict(row) for row in rows]
 
+    async def execute_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        await self._db._reach(
+            self.raw.executemany(placeholders(sql), rows, timeout=self._db.timeout)
+        )
+
 
 class PostgresDatabase:
     """A PostgreSQL database (``dsn``: ``postgresql://user:password@host:port/name``) as a
@@ -160,6 +165,10 @@ class PostgresDatabase:
     async def fetch(self, sql: str, *params: Any) -> list[Row]:
         async with self._connection() as connection:
             return await connection.fetch(sql, *params)
+
+    async def execute_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        async with self._connection() as connection:
+            await connection.execute_many(sql, rows)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Executor]:

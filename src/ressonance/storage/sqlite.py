@@ -62,6 +62,12 @@ class _Connection(Executor):
 
         return await self._db._call(run)
 
+    async def execute_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        def run(connection: sqlite3.Connection) -> None:
+            connection.executemany(sql, rows)
+
+        await self._db._call(run)
+
     async def fetch(self, sql: str, *params: Any) -> list[Row]:
         def run(connection: sqlite3.Connection) -> list[Row]:
             cursor = connection.execute(sql, params)
@@ -141,6 +147,10 @@ class SqliteDatabase:
     async def fetch(self, sql: str, *params: Any) -> list[Row]:
         async with self._lock:
             return await self._session.fetch(sql, *params)
+
+    async def execute_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        async with self._lock:
+            await self._session.execute_many(sql, rows)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Executor]:

@@ -114,9 +114,8 @@ class DatabaseQueue:
     async def push(self, jobs: list[Job]) -> None:
         if not jobs:
             return
-        async with self.db.transaction() as tx:
-            for job in jobs:
-                await tx.execute(_INSERT, *_params(job))
+        async with self.db.transaction() as tx:  # one round trip for the whole chunk
+            await tx.execute_many(_INSERT, [_params(job) for job in jobs])
 
     async def take(self, limit: int) -> list[Job]:
         if limit <= 0:

@@ -44,6 +44,11 @@ class Webhooks:
         self.leading = False
         self.depth = 0  # jobs in the queue at the last tick (-1: the queue could not tell)
 
+    @property
+    def dropped(self) -> int:
+        """Jobs made here and dropped before the queue kept them (the maker's buffer full)."""
+        return self.maker.dropped
+
     def outcomes(self) -> dict[tuple[str, str, str], int]:
         """(app id, event, delivered|retried|dead) → events, since the start."""
         return dict(self.dispatcher.outcomes)
