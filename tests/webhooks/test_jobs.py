@@ -13,7 +13,7 @@ import pytest
 from ressonance.models import App, Webhook, WebhookEvent
 from ressonance.storage.base import Unavailable
 from ressonance.webhooks.base import Job
-from ressonance.webhooks.jobs import BATCH_MAX, BATCH_WINDOW, JobMaker
+from ressonance.webhooks.jobs import BATCH_MAX, BATCH_WINDOW, JobMaker, body, single_body
 from ressonance.webhooks.memory import MemoryQueue
 from tests.webhooks.virtual_time import VirtualClock, virtual_time
 
@@ -213,3 +213,23 @@ async def test_jobs_wait_in_a_bounded_buffer_while_the_queue_is_down() -> None:
     jobs = await everything(queue)
     assert [events_of(job)[0]["user_id"] for job in jobs] == [str(n) for n in range(12)]
     assert (maker.pushed, maker.waiting, maker.dropped) == (12, 0, 3)
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        WebhookEvent(
+            "client_event",
+            "presence-x",
+            user_id='u\u00e9"',
+            event="client-a",
+            data='{"a":"\\u2028 é"}',
+            socket_id="1.2",
+        ),
+        WebhookEvent("subscription_count", "counted", subscription_count=3),
+        WebhookEvent("channel_occupied", "line\nbreak"),
+        WebhookEvent("member_added", "presence-room", user_id="\U0001f600"),
+    ],
+)
+def test_a_single_event_body_is_the_bytes_the_json_encoder_writes(event: WebhookEvent) -> None:
+    assert single_body(1796193586123, event) == body(1796193586123, [event.to_json()])

@@ -26,8 +26,8 @@ ATTEMPT_TIMEOUT = 5.0  # seconds for one attempt (connect, send, status line)
 DEAD_LETTER_DAYS = 7
 
 
-@dataclass(frozen=True, slots=True)
-class Job:
+@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs a call per field,
+class Job:  # and a job is made per event; treat it as immutable (dataclasses.replace)
     """One POST to make."""
 
     id: str  # the ``webhook-id`` header: stable across retries ("msg_" + 32 hex digits)
