@@ -136,14 +136,25 @@ def test_baseline_must_be_a_git_revision() -> None:
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("path", ["http-publish", "client-event", "fanout-1k"])
-def test_instruction_count_driver_runs_each_path(path: str) -> None:
+@pytest.mark.parametrize(
+    ("path", "hooks"),
+    [
+        ("http-publish", ""),
+        ("client-event", ""),
+        ("fanout-1k", ""),
+        ("client-event", "noop"),  # --webhooks: the app's client_event webhook makes jobs
+        ("client-event", "sqlite"),
+    ],
+)
+def test_instruction_count_driver_runs_each_path(path: str, hooks: str) -> None:
     """bench/instructions.py's driver (run under valgrind there) on this tree, without
-    valgrind: each path's operations succeed (its asserts: a 200, deliveries made)."""
+    valgrind: each path's operations succeed (its asserts: a 200, deliveries made, with
+    webhooks every client event a job)."""
     from bench.instructions import DRIVER
 
+    events = "client_event,channel_occupied,channel_vacated"
     run = subprocess.run(
-        [sys.executable, "-c", DRIVER, path, "3"],
+        [sys.executable, "-c", DRIVER, path, "3", hooks, events],
         env=os.environ | {"PYTHONPATH": str(REPO / "src")},
         capture_output=True,
         text=True,
