@@ -16,6 +16,24 @@ WEBHOOK_EVENTS = (
 )
 
 
+# the headers Ressonance sets on every webhook POST: a webhook's own headers may not use them
+WEBHOOK_RESERVED_HEADERS = frozenset(
+    {
+        "content-type",
+        "x-pusher-key",
+        "x-pusher-signature",
+        "webhook-id",
+        "webhook-timestamp",
+        "webhook-signature",
+        "host",
+        "content-length",
+        "connection",
+        "transfer-encoding",
+        "user-agent",
+    }
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Webhook:
     """One webhook of an app, in Soketi's shape: where to POST, which events, which channels

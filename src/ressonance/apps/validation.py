@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ressonance.errors import ConfigError
-from ressonance.models import WEBHOOK_EVENTS, App, Webhook
+from ressonance.models import WEBHOOK_EVENTS, WEBHOOK_RESERVED_HEADERS, App, Webhook
 
 # what a TOML [[apps]] table or RESSONANCE_APP_* may set (``previous`` is the store's own)
 APP_FIELDS = {f.name: f for f in dataclasses.fields(App) if f.name != "previous"}
@@ -85,22 +85,6 @@ def make_app(values: Mapping[str, Any], where: str) -> App:
 
 
 MAX_WEBHOOKS = 20  # per app
-# set by Ressonance on every POST: a webhook's headers may not replace them
-RESERVED_HEADERS = frozenset(
-    {
-        "x-pusher-key",
-        "x-pusher-signature",
-        "webhook-id",
-        "webhook-timestamp",
-        "webhook-signature",
-        "content-type",
-        "content-length",
-        "host",
-        "connection",
-        "transfer-encoding",
-        "user-agent",
-    }
-)
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}")  # an HTTP header name (RFC 9110)
 
 
@@ -167,7 +151,7 @@ def _webhook(where: str, item: Any) -> Webhook:
     for header, text in headers.items():
         if not isinstance(header, str) or not _TOKEN.fullmatch(header):
             raise ConfigError(f"{where}.headers: {str(header)[:40]!r} is not a header name")
-        if header.lower() in RESERVED_HEADERS:
+        if header.lower() in WEBHOOK_RESERVED_HEADERS:
             raise ConfigError(f"{where}.headers.{header}: set by Ressonance, cannot be replaced")
         if not isinstance(text, str) or len(text) > 1000 or any(c in text for c in "\r\n\0"):
             raise ConfigError(f"{where}.headers.{header}: a one-line string is needed")

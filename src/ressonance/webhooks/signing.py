@@ -30,25 +30,10 @@ import hashlib
 import hmac
 import re
 
+from ressonance.models import WEBHOOK_RESERVED_HEADERS
 from ressonance.protocol.signatures import webhook_signature
 from ressonance.webhooks.base import Job
 
-# every header name Ressonance sets on a webhook POST (here and in sender.py)
-SET_BY_RESSONANCE = frozenset(
-    {
-        "content-type",
-        "x-pusher-key",
-        "x-pusher-signature",
-        "webhook-id",
-        "webhook-timestamp",
-        "webhook-signature",
-        "host",
-        "content-length",
-        "connection",
-        "transfer-encoding",
-        "user-agent",
-    }
-)
 WHSEC_PREFIX = "whsec_"
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # a header name (RFC 9110)
 
@@ -67,7 +52,7 @@ def receiver_secret(secret: str) -> str:
 
 def _allowed(name: str, value: str) -> bool:
     return (
-        name.lower() not in SET_BY_RESSONANCE
+        name.lower() not in WEBHOOK_RESERVED_HEADERS
         and _TOKEN.fullmatch(name) is not None
         and not any(c in value for c in "\r\n\0")
     )
