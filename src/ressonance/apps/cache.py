@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable
 
 from ressonance.apps.database import AppDatabase
 from ressonance.apps.records import AppRecord, clash
+from ressonance.apps.static import AppIndex
 from ressonance.models import App
 from ressonance.storage.base import StorageError
 
@@ -36,7 +37,7 @@ PURGE_INTERVAL = 60.0  # seconds between two deletions of expired keys from the 
 OnChange = Callable[[str, App | None], None]
 
 
-class AppCache:
+class AppCache(AppIndex):
     """An :class:`~ressonance.apps.base.AppStore` over fixed apps and, optionally, a store."""
 
     def __init__(
@@ -55,24 +56,13 @@ class AppCache:
         self.problem: str | None = None  # why the store cannot be read now; None: it can
         self.failures = 0  # reads of the store that failed, since the start
         self.reloads = 0  # full reads of the store, since the start
+        super().__init__()  # the lookups, by key and by id, rebuilt on every change
         self._stored: dict[str, AppRecord] = {}
-        self._by_key: dict[str, App] = {}
-        self._by_id: dict[str, App] = {}
         self._revision = -1
         self._next_expiry: float | None = None
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self._rebuild()
-
-    # the AppStore port ------------------------------------------------------------------------
-    async def by_key(self, key: str) -> App | None:
-        return self._by_key.get(key)
-
-    async def by_id(self, app_id: str) -> App | None:
-        return self._by_id.get(app_id)
-
-    async def all(self) -> list[App]:
-        return list(self._by_id.values())
 
     # management ---------------------------------------------------------------------------
     def records(self) -> list[AppRecord]:

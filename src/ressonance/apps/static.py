@@ -21,14 +21,13 @@ def check_unique(apps: Iterable[App]) -> None:
             seen.add(value)
 
 
-class StaticAppStore:
-    """An :class:`~ressonance.apps.base.AppStore` over a fixed list; ids and keys are unique."""
+class AppIndex:
+    """An :class:`~ressonance.apps.base.AppStore` answered from two dicts, by key (every
+    active key of an app) and by id: the static store and the app cache alike."""
 
-    def __init__(self, apps: Iterable[App]) -> None:
-        apps = tuple(apps)
-        check_unique(apps)
-        self._by_key: dict[str, App] = {app.key: app for app in apps}
-        self._by_id: dict[str, App] = {app.id: app for app in apps}
+    def __init__(self) -> None:
+        self._by_key: dict[str, App] = {}
+        self._by_id: dict[str, App] = {}
 
     async def by_key(self, key: str) -> App | None:
         return self._by_key.get(key)
@@ -38,3 +37,14 @@ class StaticAppStore:
 
     async def all(self) -> list[App]:
         return list(self._by_id.values())
+
+
+class StaticAppStore(AppIndex):
+    """A fixed list; ids and keys are unique."""
+
+    def __init__(self, apps: Iterable[App]) -> None:
+        super().__init__()
+        apps = tuple(apps)
+        check_unique(apps)
+        self._by_key = {key: app for app in apps for key in app.keys}
+        self._by_id = {app.id: app for app in apps}
