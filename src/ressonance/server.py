@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import inspect
 import logging
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 from ressonance.apps.cache import AppCache
@@ -183,7 +184,7 @@ class Server:
             asyncio.create_task(self._every(HOUSEKEEPING_INTERVAL, self.node.housekeeping)),
             asyncio.create_task(self._every(SAMPLE_INTERVAL, self.overview.sample)),
             asyncio.create_task(self.apps.run()),
-            asyncio.create_task(self._every_async(WEBHOOKS_INTERVAL, self.webhooks.tick)),
+            asyncio.create_task(self._every(WEBHOOKS_INTERVAL, self.webhooks.tick)),
         ]
 
     def _queue_per_node(self) -> bool:
@@ -196,7 +197,7 @@ class Server:
         """Whether an app's webhooks were set by a tenant (the app store) rather than the
         operator (the configuration): a tenant's may not reach private addresses."""
         record = self.apps.record(app_id)
-        return record is not None and record.source == "store"
+        return record is not None and not record.read_only
 
     def _webhook_attempt(self, job: Job, outcome: str, reason: str) -> None:
         self.node.webhook_attempt(job.app_id, job.url, job.events, outcome, reason, job.attempts)
@@ -260,20 +261,15 @@ class Server:
         self.reclaimer.observe(len(self.listener.connections))
 
     @staticmethod
-    async def _every_async(interval: float, action: Callable[[], Awaitable[None]]) -> None:
+    async def _every(interval: float, action: Callable[[], object]) -> None:
+        """``action`` every ``interval`` seconds (awaited when it is a coroutine function);
+        a failure is logged and the next one runs."""
         while True:
             await asyncio.sleep(interval)
             try:
-                await action()
-            except Exception:
-                log.exception("periodic task failed")
-
-    @staticmethod
-    async def _every(interval: float, action: Callable[[], None]) -> None:
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                action()
+                result = action()
+                if inspect.isawaitable(result):
+                    await result
             except Exception:
                 log.exception("periodic task failed")
 
