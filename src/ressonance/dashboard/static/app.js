@@ -1563,7 +1563,7 @@
       showMessage('dead-letters-notice', null);
       try {
         await api(`${DEAD_LETTERS}/${encodeURIComponent(id)}/replay`, { method: 'POST' });
-        showMessage('dead-letters-notice', `Queued ${id} again: it is POSTed within a second (see the Debug tab).`);
+        showMessage('dead-letters-notice', `Queued ${id} again: it is POSTed within a second (see the Debug console tab).`);
         await loadDeadLetters(appId);
       } catch (err) {
         button.disabled = false;
