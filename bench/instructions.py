@@ -18,11 +18,12 @@ stay in ``make bench``; this is for differences of a few percent, which its nois
 
 ``--webhooks`` gives the current tree's app (never the baseline's: a revision may predate
 webhooks) the webhooks of ``python -m bench --webhooks`` (client events, channels
-occupied/vacated) and the node a webhook sink, the server's ``JobMaker``, so every client event
-becomes a job as in ``ressonance serve``: ``noop`` hands the jobs to a push that keeps nothing
-(the event loop's share: the event's JSON, the body, the job), ``sqlite`` to the server's
-``DatabaseQueue`` on a SQLite file (its worker thread's INSERTs counted too). Each run ends by
-waiting for the jobs to be pushed (``JobMaker.close``), so N2 - N1 counts every job's push.
+occupied/vacated) and the node a webhook sink, the server's ``Recorder``, so every client event
+is recorded as in ``ressonance serve``: ``noop`` hands the chunks to a push that keeps nothing
+(the event loop's share: the entry, the chunk), ``sqlite`` to the server's ``DatabaseQueue`` on
+a SQLite file (its worker thread's INSERTs counted too). Each run ends by waiting for the
+chunks to be pushed (``Recorder.close``), so N2 - N1 counts every push. Making the jobs of a
+chunk is the leader's work when it posts them, at the receiver's pace: not counted here.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ class Sock:
 
 async def sink(node, tmp):
     # the server's webhook sink (server.py), on a push that keeps nothing or a SQLite queue
-    from ressonance.webhooks.jobs import JobMaker
+    from ressonance.webhooks.recorder import Recorder
     if hooks == "sqlite":
         from ressonance.storage.sqlite import SqliteDatabase
         from ressonance.webhooks.queue_db import DatabaseQueue
@@ -84,9 +85,9 @@ async def sink(node, tmp):
         push = DatabaseQueue(db, "bench").push
     else:
         db = None
-        async def push(jobs):
+        async def push(chunk):
             pass
-    maker = JobMaker(push, lambda app_id: False)
+    maker = Recorder(push)
     node.webhooks.sink = maker
     node.webhooks.quiet_until = 0.0  # a lone node, as the server sets it
     node.webhooks.set_app(APP.id, APP)
@@ -148,7 +149,7 @@ async def main():
             node.publish(APP, "news", "update", "{\"n\":1}")
             for s in socks: s.out.clear()
     if maker is not None:
-        await maker.close()  # every job pushed: counted in N2 - N1
+        await maker.close()  # every chunk pushed: counted in N2 - N1
         if path == "client-event" and "client_event" in events.split(","):
             assert maker.pushed >= n and maker.dropped == 0, (maker.pushed, maker.dropped)
         if db is not None:
@@ -196,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--webhooks",
         choices=["noop", "sqlite"],
-        help="the current tree's app with webhooks and the server's job maker, pushing to "
+        help="the current tree's app with webhooks and the server's recorder, pushing to "
         "nothing (noop) or to a SQLite queue (sqlite); the baseline without",
     )
     p.add_argument(

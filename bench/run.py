@@ -228,29 +228,29 @@ def measure(
             raise RuntimeError(f"{name} exited during the measurement")
         if hooks is not None:
             server.stop()
-            metrics |= webhook_jobs(workdir / f"data-{server.port}")
+            metrics |= webhook_events(workdir / f"data-{server.port}")
         return metrics
     except (RuntimeError, OSError, loadgen.Timeout, subprocess.SubprocessError) as e:
         return {"error": f"{type(e).__name__}: {e}"}
     finally:
         if server is not None:
             server.stop()
-            if hooks is not None:  # a client-events run queues ~100 MB of jobs
+            if hooks is not None:  # a client-events run queues tens of MB of events
                 shutil.rmtree(workdir / f"data-{server.port}", ignore_errors=True)
 
 
-def webhook_jobs(data_dir: Path) -> Metrics:
-    """Webhook jobs left in a stopped node's queue (its app store's SQLite file): queued and
-    not delivered yet (`webhook_jobs_left`), and dead letters: proof that jobs were made."""
+def webhook_events(data_dir: Path) -> Metrics:
+    """Webhook events left in a stopped node's queue (its app store's SQLite file): kept and
+    not delivered yet (`webhook_events_left`), and dead letters: proof that they were kept."""
     db = sqlite3.connect(f"file:{data_dir / 'ressonance.db'}?mode=ro", uri=True, timeout=10)
     try:
-        left = db.execute("SELECT count(*) FROM webhook_jobs").fetchone()[0]
+        left = db.execute("SELECT coalesce(sum(size), 0) FROM webhook_chunks").fetchone()[0]
         dead = db.execute("SELECT count(*) FROM webhook_dead").fetchone()[0]
     except sqlite3.Error as e:
-        return {"webhook_jobs_error": str(e)}
+        return {"webhook_events_error": str(e)}
     finally:
         db.close()
-    return {"webhook_jobs_left": left, "webhook_dead": dead}
+    return {"webhook_events_left": left, "webhook_dead": dead}
 
 
 def medians(runs: list[Metrics]) -> Metrics:

@@ -55,7 +55,7 @@ def test_receiver_answers_after_its_delay_and_counts_on_sigterm(tmp_path: Path) 
 
 
 @pytest.mark.timeout(120)
-def test_quick_bench_with_webhooks_makes_jobs_on_the_tree(tmp_path: Path) -> None:
+def test_quick_bench_with_webhooks_keeps_events_on_the_tree(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     run = subprocess.run(
         [sys.executable, "-m", "bench", "--quick", "--only", "client-events", "--webhooks",
@@ -67,8 +67,8 @@ def test_quick_bench_with_webhooks_makes_jobs_on_the_tree(tmp_path: Path) -> Non
     assert result["args"]["webhooks"] == "slow"
     (figures,) = result["runs"]["ressonance"]["client-events"]
     assert "error" not in figures, figures
-    # every client event of the run became a job; some reached the queue before the kill
-    assert figures["webhook_jobs_left"] > 0, figures
+    # the client events of the run were kept by the node's queue (the slow receiver took few)
+    assert figures["webhook_events_left"] > 1000, figures
     hooks = result["webhooks"]
     assert hooks["servers"] == ["ressonance"]
     assert hooks["config"][0]["event_types"] == [

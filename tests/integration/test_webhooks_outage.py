@@ -203,7 +203,7 @@ async def test_a_404_is_a_dead_letter_at_once(tmp_path: Path, receiver: Receiver
         database = tmp_path / f"data-{server.port}" / "ressonance.db"
         with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=5) as db:
             dead = db.execute("SELECT id, app_id, job FROM webhook_dead").fetchall()
-            waiting = db.execute("SELECT count(*) FROM webhook_jobs").fetchone()[0]
+            waiting = db.execute("SELECT count(*) FROM webhook_chunks").fetchone()[0]
     assert len(receiver.requests) == 1  # no retry
     assert metrics[("channel_occupied", "dead")] == 1
     assert metrics[("channel_occupied", "retried")] == 0

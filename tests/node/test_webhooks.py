@@ -14,6 +14,7 @@ from ressonance.models import WEBHOOK_EVENTS, App, Webhook, WebhookEvent
 from ressonance.node.node import Node
 from ressonance.protocol import signatures
 from ressonance.scaling.memory import MemoryBroker, MemoryBus
+from ressonance.webhooks.jobs import client_event
 from tests.node.fakes import Clock, FakeSocket
 from tests.node.test_node import send
 
@@ -50,11 +51,31 @@ class Timers:
             callback()
 
 
+class Sink:
+    """A node's webhook sink (as the server's Recorder): what the node hands it, read back."""
+
+    def __init__(self, name: str, sent: list[tuple[str, WebhookEvent]]) -> None:
+        self.name = name
+        self.sent = sent
+        self.entries: list[str] = []  # app id, socket id, frame ... (node.receive extends it)
+
+    def event(self, app: App, event: WebhookEvent) -> None:
+        self.sent.append((self.name, event))
+
+    def drain(self) -> None:
+        """The client events recorded so far, as the leader will read them, into ``sent``."""
+        flat, self.entries[:] = self.entries[:], []
+        for index in range(0, len(flat), 3):
+            assert flat[index] == WAPP.id
+            self.sent.append((self.name, client_event(flat[index + 1], flat[index + 2])))
+
+
 class Cluster:
     def __init__(self, bus: MemoryBus, clock: Clock) -> None:
         self.clock = clock
         self.timers = Timers(clock)
         self.sent: list[tuple[str, WebhookEvent]] = []
+        self.sinks: list[Sink] = []
         self.nodes = [self._node(bus, name) for name in ("n1", "n2", "n3")]
         self.timers.advance(3.5)  # past the quiet start
 
@@ -62,12 +83,19 @@ class Cluster:
         node = Node(MemoryBroker(name, bus), clock=self.clock, node_timeout=10)
         asyncio.run(node.start())
         node.webhooks.later = self.timers.later
-        node.webhooks.sink = lambda app, event: self.sent.append((name, event))
+        sink = Sink(name, self.sent)
+        self.sinks.append(sink)
+        node.webhooks.sink = sink
         node.app_changed(WAPP.id, WAPP)
         return node
 
+    def events(self) -> list[tuple[str, WebhookEvent]]:
+        for sink in self.sinks:
+            sink.drain()
+        return self.sent
+
     def take(self) -> list[tuple[str, str, str, str | None]]:
-        out = [(n, e.name, e.channel, e.user_id) for n, e in self.sent]
+        out = [(n, e.name, e.channel, e.user_id) for n, e in self.events()]
         self.sent.clear()
         return out
 
@@ -178,7 +206,7 @@ def test_client_events_are_sent_by_the_node_that_received_them(cluster: Cluster)
     presence(n3, other, "presence-chat", "frank")
     cluster.take()
     send(n2, sender, "client-typing", {"on": True}, "presence-chat")
-    (event,) = [e for n, e in cluster.sent if e.name == "client_event"]
+    (event,) = [e for n, e in cluster.events() if e.name == "client_event"]
     assert [n for n, e in cluster.sent if e.name == "client_event"] == ["n2"]
     assert event.to_json() == {
         "name": "client_event",
@@ -188,6 +216,47 @@ def test_client_events_are_sent_by_the_node_that_received_them(cluster: Cluster)
         "data": '{"on":true}',
         "socket_id": sender.session.socket_id,
     }
+
+
+def test_client_events_are_recorded_only_for_the_channels_a_webhook_wants(
+    cluster: Cluster,
+) -> None:
+    """The node's inline check (node.receive): an app whose client_event webhooks all filter
+    channels records only the events on channels one of them wants; data kept as sent."""
+    n2 = cluster.nodes[1]
+    narrow = Webhook("http://127.0.0.1:9/x", ("client_event",), channel_name_ends_with="-log")
+    app = App(id="9", key="wkey", secret="wsecret", webhooks=(narrow,))
+    for node in cluster.nodes:
+        node.app_changed(app.id, app)
+    a, b = connect(n2), connect(n2)
+    for channel in ("private-chat", "private-chat-log"):
+        for sock in (a, b):
+            auth = signatures.channel_auth("wkey", "wsecret", sock.session.socket_id, channel)
+            send(n2, sock, "pusher:subscribe", {"channel": channel, "auth": auth})
+    send(n2, a, "client-x", "plain text", "private-chat")
+    send(n2, a, "client-x", "plain text", "private-chat-log")
+    recorded = [e for _, e in cluster.events() if e.name == "client_event"]
+    assert [(e.channel, e.data, e.user_id) for e in recorded] == [
+        ("private-chat-log", "plain text", None)  # a string stays a string; not presence
+    ]
+
+
+def test_a_node_without_a_sink_records_no_client_event(bus: MemoryBus, clock: Clock) -> None:
+    """Webhooks off on a node (no sink): nothing is kept for client events, however many."""
+    node = Node(MemoryBroker("solo", bus), clock=clock, node_timeout=10)
+    asyncio.run(node.start())
+    node.app_changed(WAPP.id, WAPP)
+    a, b = connect(node), connect(node)
+    for sock in (a, b):
+        auth = signatures.channel_auth("wkey", "wsecret", sock.session.socket_id, "private-c")
+        send(node, sock, "pusher:subscribe", {"channel": "private-c", "auth": auth})
+    for _ in range(5):
+        send(node, a, "client-x", {}, "private-c")
+    assert node.webhooks.entries == [] and node.webhooks.client_hooks == {}
+    sink = Sink("solo", [])
+    node.webhooks.sink = sink  # set later: the apps known are followed at once
+    send(node, a, "client-x", {}, "private-c")
+    assert len(sink.entries) == 3 and sink.entries[0] == WAPP.id
 
 
 def test_an_app_without_the_event_type_or_filter_gets_nothing(cluster: Cluster) -> None:

@@ -185,13 +185,13 @@ class NodeCollector(Collector):
             )
         yield CounterMetricFamily(
             "ressonance_webhook_jobs_dropped",
-            "Webhook jobs made on this node and dropped before the queue kept them: more than "
-            "100,000 waited while the queue could not keep up or be reached",
+            "Webhook events recorded on this node and dropped before the queue kept them: "
+            "more than 100,000 waited while the queue could not keep up or be reached",
             value=webhooks.dropped,
         )
         yield GaugeMetricFamily(
             "ressonance_webhook_queue_depth",
-            "Webhook jobs waiting or being tried in the cluster's queue (-1: it cannot be read)",
+            "Webhook events waiting or being posted in the cluster's queue (-1: it cannot be read)",
             value=webhooks.depth,
         )
 

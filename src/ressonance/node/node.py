@@ -45,7 +45,7 @@ from ressonance.node.replay import WINDOW, Claim, ReplayGuard
 from ressonance.node.schedule import soon
 from ressonance.node.stats import LatencyHistogram
 from ressonance.node.users import Users
-from ressonance.node.webhooks import WebhookSource
+from ressonance.node.webhooks import WebhookSource, wanted
 from ressonance.protocol import channels, codes, messages
 from ressonance.protocol.connection import check_protocol, new_socket_id
 from ressonance.protocol.framing import text_frame
@@ -221,15 +221,10 @@ class Node:
                     )
                 )
             self._fan_out(state.app.id, action.channel, frame, session.socket_id)
-            if state.app.webhooks:
-                self.webhooks.client_event(
-                    state.app,
-                    action.channel,
-                    action.event,
-                    action.data,
-                    session.socket_id,
-                    action.user_id,
-                )
+            if state.app.webhooks:  # the app may want client_event webhooks: at most an extend
+                hooks = self.webhooks.client_hooks.get(state.app.id)
+                if hooks is not None and (not hooks or wanted(hooks, action.channel)):
+                    self.webhooks.entries.extend((state.app.id, session.socket_id, frame))
         elif isinstance(action, Reply):
             socket.send(text_frame(action.frame))
         elif isinstance(action, Subscribe):

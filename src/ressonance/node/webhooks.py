@@ -13,7 +13,9 @@ its channels; the leader, itself or a new one, sends those ``member_removed`` an
 channel is occupied again or the user comes back in that time (a page reload sends nothing).
 ``subscription_count`` goes once per loop tick per channel, and every few seconds (the node's
 housekeeping) for channels over :data:`LARGE_CHANNEL` subscribers. ``client_event`` and
-``cache_miss`` happen on one node, which sends them itself.
+``cache_miss`` happen on one node, which sends them itself: a client event of an app in
+:attr:`WebhookSource.client_hooks` goes into :attr:`WebhookSource.entries` (the sink's list)
+by the node's receive path itself: one ``extend``, no call.
 
 Limits, stated in docs/webhooks.md: a node that starts learns the cluster's picture quietly for
 :data:`QUIET` seconds (sending nothing for channels already occupied); a transition that fires
@@ -21,8 +23,10 @@ on a node that is not the leader is kept for a while, and sent if the node becom
 soon after (the leader may have died before sending it): a leader change may send such an event
 twice, never silently lose it.
 
-The ``sink`` receives ``(app, event)`` on the event loop and must not block (it makes jobs for
-the durable queue, :mod:`ressonance.webhooks.jobs`).
+The ``sink`` (:class:`Sink`, the server's :class:`~ressonance.webhooks.recorder.Recorder`) is
+called on the event loop and must not block. A client event is handed over as the frame its
+subscribers got, with the sender's socket id: the sink keeps it as it is, and the webhook event
+is read from it later, off the hot path.
 """
 
 from __future__ import annotations
@@ -33,11 +37,10 @@ from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
-from ressonance.models import App, WebhookEvent
+from ressonance.models import App, Webhook, WebhookEvent
 from ressonance.node.cluster import ClusterView
 from ressonance.node.schedule import soon
 from ressonance.protocol import channels
-from ressonance.protocol.messages import dumps
 
 DELAY = 3.0  # seconds channel_vacated and member_removed wait for a comeback
 QUIET = 3.0  # seconds a starting node learns the cluster before it sends occupied/added
@@ -45,7 +48,15 @@ LARGE_CHANNEL = 100  # above this many subscribers, subscription_count every few
 RECENT = 10_000  # events kept by a node that is not the leader, in case it becomes one
 
 Key = tuple[str, str]  # (app id, channel)
-Sink = Callable[[App, WebhookEvent], None]
+
+
+class Sink(Protocol):
+    # app id, sender's socket id, frame of each client event, flat: the node extends it
+    entries: list[str]
+
+    def event(self, app: App, event: WebhookEvent) -> None:
+        """A webhook event of ``app`` other than a client event."""
+        ...
 
 
 class Timer(Protocol):
@@ -70,9 +81,15 @@ class WebhookSource:
         self.view = view
         self._total = total  # subscriptions of a channel in the whole cluster
         self.clock = clock
-        self.sink: Sink | None = None  # None: webhooks are off on this node
+        self._sink: Sink | None = None
+        # the sink's entries: app id, sender's socket id, frame of each client event the node
+        # accepts for an app in client_hooks, flat (node.receive extends it: the hot path)
+        self.entries: list[str] = []
         self.apps: dict[str, App] = {}  # the apps with webhooks, by id
         self._wants: dict[str, frozenset[str]] = {}  # app id -> the event types it wants
+        # app id -> its webhooks for client_event when they all filter channels (see wanted),
+        # () when one of them wants every channel; absent: none wants them (or no sink)
+        self.client_hooks: dict[str, tuple[Webhook, ...]] = {}
         self._occupied: set[Key] = set()
         self._present: set[tuple[str, str, str]] = set()  # (app id, channel, user id)
         self._timers: dict[tuple[str, str, str, str], Timer] = {}
@@ -86,12 +103,27 @@ class WebhookSource:
         self.sent = 0  # events handed to the sink
         self.deferred = 0  # events sent late, after this node became the leader
 
+    @property
+    def sink(self) -> Sink | None:
+        """Where this node's webhook events go (None: webhooks are off on this node)."""
+        return self._sink
+
+    @sink.setter
+    def sink(self, sink: Sink | None) -> None:
+        self._sink = sink
+        self.entries = [] if sink is None else sink.entries
+        self.client_hooks.clear()
+        for app in self.apps.values():
+            self._follow_client_events(app)
+
     # the apps ---------------------------------------------------------------------------------
     def set_app(self, app_id: str, app: App | None) -> None:
         """The app store or the configuration says what ``app_id`` is now (None: gone)."""
+        self.client_hooks.pop(app_id, None)
         if app is not None and app.enabled and app.webhooks:
             self.apps[app_id] = app
             self._wants[app_id] = frozenset(e for w in app.webhooks for e in w.event_types)
+            self._follow_client_events(app)
             return
         self._wants.pop(app_id, None)
         if self.apps.pop(app_id, None) is not None:  # webhooks off: forget its picture
@@ -99,6 +131,12 @@ class WebhookSource:
             self._present = {k for k in self._present if k[0] != app_id}
             for key in [k for k in self._timers if k[1] == app_id]:
                 self._timers.pop(key).cancel()
+
+    def _follow_client_events(self, app: App) -> None:
+        hooks = tuple(w for w in app.webhooks if "client_event" in w.event_types)
+        if hooks and self._sink is not None:
+            filtered = all(w.channel_name_starts_with or w.channel_name_ends_with for w in hooks)
+            self.client_hooks[app.id] = hooks if filtered else ()
 
     # what the node sees -------------------------------------------------------------------------
     def channel(self, app_id: str, channel: str) -> None:
@@ -154,35 +192,12 @@ class WebhookSource:
         elif member in self._present and timer not in self._timers:
             self._later(timer, self._remove, member)
 
-    def client_event(
-        self, app: App, channel: str, event: str, data: object, socket_id: str, user_id: str | None
-    ) -> None:
-        """A client event accepted on this node (sent by this node, leader or not)."""
-        if "client_event" not in self._wants.get(app.id, ()) or self.sink is None:
-            return  # the common case, kept cheap: the app wants no client_event webhook
-        if not any(w.wants("client_event", channel) for w in app.webhooks):
-            return
-        text = data if isinstance(data, str) else dumps(data)
-        presence = channels.kind_of(channel).presence
-        self.sink(
-            app,
-            WebhookEvent(
-                "client_event",
-                channel,
-                user_id=user_id if presence else None,
-                event=event,
-                data=text,
-                socket_id=socket_id,
-            ),
-        )
-        self.sent += 1
-
     def cache_miss(self, app: App, channel: str) -> None:
         """A subscriber of cache channel ``channel`` found no cached event, on this node."""
         if "cache_miss" not in self._wants.get(app.id, ()) or self.sink is None:
             return
         if any(w.wants("cache_miss", channel) for w in app.webhooks):
-            self.sink(app, WebhookEvent("cache_miss", channel))
+            self.sink.event(app, WebhookEvent("cache_miss", channel))
             self.sent += 1
 
     def housekeeping(self) -> None:
@@ -197,7 +212,7 @@ class WebhookSource:
             while self._recent:
                 at, app, event = self._recent.popleft()
                 if now - at <= self._window and self.sink is not None:
-                    self.sink(app, event)
+                    self.sink.event(app, event)
                     self.sent += 1
                     self.deferred += 1
         while self._recent and now - self._recent[0][0] > self._window:
@@ -222,7 +237,7 @@ class WebhookSource:
         if quiet and now < self.quiet_until:
             return
         if self._is_leader():
-            self.sink(app, event)
+            self.sink.event(app, event)
             self.sent += 1
         else:
             self._recent.append((now, app, event))
@@ -271,6 +286,11 @@ class WebhookSource:
         count = self._total(app_id, channel)
         event = WebhookEvent("subscription_count", channel, subscription_count=count)
         self._send(app, event, quiet=True)
+
+
+def wanted(hooks: tuple[Webhook, ...], channel: str) -> bool:
+    """Whether one of an app's client_event ``hooks`` wants a client event on ``channel``."""
+    return any(w.wants("client_event", channel) for w in hooks)
 
 
 def _counted(app: App, channel: str) -> bool:

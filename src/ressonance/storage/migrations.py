@@ -43,6 +43,20 @@ Version 3, the webhook queue of a node without Redis (:mod:`ressonance.webhooks.
 ``webhook_dead``
     The dead letters: ``id`` (the job's, primary key), ``app_id``, ``job`` (the whole job as
     JSON, its body in base64), ``dead_at``; indexed on ``dead_at`` and ``app_id``.
+
+Version 4, webhook events kept as chunks (docs/webhooks.md, "Delivery"): a node keeps one row
+per chunk of events and the leader makes the jobs when it takes it. ``webhook_jobs`` is no
+longer written; :class:`~ressonance.webhooks.queue_db.DatabaseQueue` moves the rows an earlier
+build left there into chunks when it starts.
+
+``webhook_chunks``
+    ``seq`` (auto-increment primary key: push order), ``id`` (unique), ``created_at``,
+    ``apps``, ``tags``, ``texts`` (an entry per line), ``size`` (entries), ``taken_by`` (the
+    node posting its jobs, NULL while it waits).
+``webhook_state``
+    The jobs of taken chunks that were tried: ``chunk_id``, ``job_id`` (the primary key: a
+    replayed dead letter keeps its job id in a chunk of its own), ``state`` (JSON: attempts,
+    next_at, last_error, first_at; or ``{"ended": true}``).
 """
 
 from __future__ import annotations
@@ -131,6 +145,25 @@ MIGRATIONS: tuple[Migration, ...] = (
             " job TEXT NOT NULL, dead_at DOUBLE PRECISION NOT NULL)",
             "CREATE INDEX webhook_dead_dead_at ON webhook_dead (dead_at)",
             "CREATE INDEX webhook_dead_app_id ON webhook_dead (app_id)",
+        ),
+    ),
+    Migration(
+        4,
+        "webhook chunks",
+        sqlite=(
+            "CREATE TABLE webhook_chunks (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+            " id TEXT NOT NULL UNIQUE, created_at REAL NOT NULL, apps TEXT NOT NULL,"
+            " tags TEXT NOT NULL, texts TEXT NOT NULL, size INTEGER NOT NULL, taken_by TEXT)",
+            "CREATE TABLE webhook_state (chunk_id TEXT NOT NULL, job_id TEXT NOT NULL,"
+            " state TEXT NOT NULL, PRIMARY KEY (chunk_id, job_id))",
+        ),
+        postgres=(
+            "CREATE TABLE webhook_chunks (seq BIGSERIAL PRIMARY KEY,"
+            " id TEXT NOT NULL UNIQUE, created_at DOUBLE PRECISION NOT NULL,"
+            " apps TEXT NOT NULL, tags TEXT NOT NULL, texts TEXT NOT NULL,"
+            " size INTEGER NOT NULL, taken_by TEXT)",
+            "CREATE TABLE webhook_state (chunk_id TEXT NOT NULL, job_id TEXT NOT NULL,"
+            " state TEXT NOT NULL, PRIMARY KEY (chunk_id, job_id))",
         ),
     ),
 )

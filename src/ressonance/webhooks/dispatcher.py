@@ -5,18 +5,23 @@ takeable again (:meth:`JobQueue.take_over`) and runs :meth:`Dispatcher.run`;
 :meth:`Dispatcher.stop_leading` stops it (the jobs it held stay in the queue for the next
 leader: at-least-once).
 
-:meth:`Dispatcher.run` takes jobs from the queue (every :data:`POLL_EVERY` second, at most
-:data:`HOLD` held in memory) into one FIFO line per ``order_key``. It posts the head of a line
+:meth:`Dispatcher.run` takes chunks from the queue (every :data:`POLL_EVERY` second, while
+fewer than :data:`HOLD` jobs are held in memory), makes their jobs
+(:func:`~ressonance.webhooks.jobs.expand`, with the apps as they are now) and puts them into
+one FIFO line per ``order_key``; a chunk is finished (:meth:`JobQueue.finish`) when its last
+job ends, and each job that ends before is marked (:meth:`JobQueue.ended`) so that the next
+leader does not post it again. The events of an app that is gone or disabled when its chunk
+is taken are dropped, counted in :attr:`Dispatcher.gone` and logged. It posts the head of a line
 once its ``next_at`` has come, at most one attempt per line and :data:`CONCURRENCY` attempts
 at once overall, so a failing receiver holds back the later jobs of its own line only. Each
 attempt is signed with the app's oldest active key pair (``App.oldest``: during a rotation the
 pair receivers knew first). What an attempt comes to:
 
-- ``delivered`` → :meth:`JobQueue.done`;
+- ``delivered`` → the job ends;
 - ``retry`` → the job waits 1, 2, 4 ... 60 s (:meth:`Job.retried`, :meth:`JobQueue.save`),
   or becomes a dead letter (:meth:`JobQueue.dead`) once it is :data:`GIVE_UP_AFTER` seconds old;
 - ``final`` (a 4xx but 408/429, a refused target, or an app that is gone or disabled) → a dead
-  letter at once, so the operator sees it and can replay it (``dead`` forgets the job too).
+  letter at once, so the operator sees it and can replay it (``dead`` ends the job too).
 
 It never blocks the loop: every step is awaited, and between steps it sleeps until the earliest
 ``next_at``, an attempt's end or the next poll. Counters (:attr:`Dispatcher.outcomes`,
@@ -37,16 +42,24 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from ressonance.apps.base import AppStore
-from ressonance.webhooks.base import ATTEMPT_TIMEOUT, Job, JobQueue
+from ressonance.models import App
+from ressonance.webhooks.base import ATTEMPT_TIMEOUT, Chunk, Job, JobQueue
+from ressonance.webhooks.jobs import expand
 from ressonance.webhooks.sender import Outcome
 
 CONCURRENCY = 16  # attempts at once
-POLL_EVERY = 0.5  # seconds between two looks at the queue for new jobs
-HOLD = 10_000  # jobs held in memory at most; the rest wait in the queue
-TAKE = 1_000  # jobs taken at once
+POLL_EVERY = 0.5  # seconds between two looks at the queue for new chunks
+HOLD = 10_000  # jobs held in memory: no chunk is taken beyond (the rest wait in the queue)
+TAKE = 10  # chunks taken at once
 APP_GONE = "app gone"
 
 log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(slots=True)
+class _Taken:
+    chunk: Chunk
+    left: int  # its jobs not ended yet
 
 
 class Poster(Protocol):
@@ -63,6 +76,7 @@ class Dispatcher:
         poster: Poster,
         apps: AppStore,
         allow_private: bool,
+        is_tenant: Callable[[str], bool] = lambda app_id: False,
         clock: Callable[[], float] = time.time,
         *,
         concurrency: int = CONCURRENCY,
@@ -74,6 +88,7 @@ class Dispatcher:
         self._poster = poster
         self._apps = apps
         self._allow_private = allow_private
+        self._is_tenant = is_tenant  # whether an app's webhooks were set by a tenant
         self._clock = clock  # Unix time, as in Job.created_at and Job.next_at
         self._concurrency = concurrency
         self._poll_every = poll_every
@@ -86,10 +101,12 @@ class Dispatcher:
         self._running: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._held = 0
+        self._chunks: dict[str, _Taken] = {}  # the chunks whose jobs are held, by id
         self._task: asyncio.Task[None] | None = None
         # (app_id, event name, delivered|retried|dead) → count
         self.outcomes: dict[tuple[str, str, str], int] = defaultdict(int)
         self.failed = 0  # jobs ended by a final answer (also counted as dead)
+        self.gone = 0  # events dropped: their app was gone or disabled when taken
         self.queue_errors = 0
 
     @property
@@ -102,7 +119,7 @@ class Dispatcher:
         return len(self._running)
 
     async def depth(self) -> int:
-        """Jobs in the queue, waiting or being tried."""
+        """Events in the queue, waiting or being tried."""
         return await self._queue.depth()
 
     def start_leading(self) -> None:
@@ -156,25 +173,57 @@ class Dispatcher:
             self._running.clear()
             self._lines.clear()
             self._idle.clear()
+            self._chunks.clear()
             self._held = 0
 
     async def _take(self) -> int:
-        room = min(TAKE, HOLD - self._held)
-        if room <= 0:
+        """Take chunks while fewer than :data:`HOLD` jobs are held; the chunks taken."""
+        if self._held >= HOLD:
             return 0
         try:
-            jobs = await self._queue.take(room)
+            chunks = await self._queue.take(TAKE)
         except Exception as error:
             self._queue_error("take", error)
             return 0
-        for job in jobs:
-            line = self._lines.get(job.order_key)
-            if line is None:
-                line = self._lines[job.order_key] = deque()
-                self._ready(job.order_key, job.next_at)
-            line.append(job)
-        self._held += len(jobs)
-        return len(jobs)
+        for chunk in chunks:
+            await asyncio.sleep(0)  # one chunk's expansion (≤ 1,000 events) per loop turn
+            jobs = await self._expand(chunk)
+            if jobs is None:
+                continue
+            if not jobs:
+                await self._settle("finish", self._queue.finish(chunk))
+                continue
+            self._chunks[chunk.id] = _Taken(chunk, len(jobs))
+            for job in jobs:
+                line = self._lines.get(job.order_key)
+                if line is None:
+                    line = self._lines[job.order_key] = deque()
+                    self._ready(job.order_key, job.next_at)
+                line.append(job)
+            self._held += len(jobs)
+        return len(chunks)
+
+    async def _expand(self, chunk: Chunk) -> list[Job] | None:
+        """The jobs of ``chunk``; None when this build cannot read it (it stays in the queue,
+        taken, until the next leader or restart: a newer build may read it)."""
+        apps: dict[str, App | None] = {}
+        for app_id in set(chunk.apps.split("\n")):
+            while True:
+                try:
+                    apps[app_id] = await self._apps.by_id(app_id)
+                    break
+                except Exception as error:  # the app store cannot answer: wait for it
+                    self._queue_error("app look-up", error)
+                    await asyncio.sleep(self._poll_every * 2)
+        try:
+            jobs, gone = expand(chunk, apps, self._is_tenant)
+        except Exception:  # a chunk this build cannot read: kept, said, not retried here
+            log.exception("webhooks: chunk %s cannot be read; it stays in the queue", chunk.id)
+            return None
+        if gone:
+            self.gone += gone
+            log.warning("webhooks: %d event(s) dropped: their app is gone or disabled", gone)
+        return jobs
 
     def _ready(self, key: str, at: float) -> None:
         self._seq += 1
@@ -203,7 +252,7 @@ class Dispatcher:
             job = dataclasses.replace(job, attempts=job.attempts + 1, last_error="")
             if self.latency is not None:
                 self.latency(max(0.0, now - job.created_at))
-            await self._settle("done", self._queue.done(job))
+            await self._end(job, None)
         elif outcome.kind == "retry" and not (job := job.retried(now, outcome.reason)).expired(now):
             result, waits = "retried", True
             line[0] = job
@@ -213,7 +262,7 @@ class Dispatcher:
             if outcome.kind == "final":
                 job = dataclasses.replace(job, attempts=job.attempts + 1, last_error=outcome.reason)
                 self.failed += 1
-            await self._settle("dead", self._queue.dead(job, now))
+            await self._end(job, now)
         for name in job.events:
             self.outcomes[(job.app_id, name, result)] += 1
         self._notify(job, result, outcome.reason)
@@ -224,6 +273,21 @@ class Dispatcher:
             self._ready(key, line[0].next_at)
         else:
             del self._lines[key]
+
+    async def _end(self, job: Job, dead_at: float | None) -> None:
+        """``job`` ended (a dead letter when ``dead_at`` is given): its chunk is finished when
+        it was its last job, else the job is marked ended."""
+        if dead_at is not None:
+            await self._settle("dead", self._queue.dead(job, dead_at))
+        taken = self._chunks.get(job.chunk)
+        if taken is None:
+            return
+        taken.left -= 1
+        if taken.left <= 0:
+            del self._chunks[job.chunk]
+            await self._settle("finish", self._queue.finish(taken.chunk))
+        elif dead_at is None:
+            await self._settle("ended", self._queue.ended(job))
 
     async def _post(self, job: Job) -> Outcome:
         try:

@@ -1,14 +1,16 @@
-"""A :class:`~ressonance.webhooks.base.Job` as JSON text, for the queues that keep it whole (a
-Redis stream entry, a dead letter): every field by name, the body in base64 so any bytes
+"""A :class:`~ressonance.webhooks.base.Job` as JSON text, for where a job is kept whole (a dead
+letter, and the chunk that replays it): every field by name, the body in base64 so any bytes
 round-trip exactly."""
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
+import secrets
 from typing import Any
 
-from ressonance.webhooks.base import Job
+from ressonance.webhooks.base import JOB, Chunk, Job
 
 
 def dumps(job: Job) -> str:
@@ -26,6 +28,7 @@ def dumps(job: Job) -> str:
         "attempts": job.attempts,
         "next_at": job.next_at,
         "last_error": job.last_error,
+        "first_at": job.first_at,
     }
     return json.dumps(fields, separators=(",", ":"))
 
@@ -46,4 +49,20 @@ def loads(text: str | bytes) -> Job:
         attempts=int(fields["attempts"]),
         next_at=float(fields["next_at"]),
         last_error=str(fields["last_error"]),
+        first_at=float(fields.get("first_at", 0.0)),
     )
+
+
+def replay_chunk(job: Job, now: float) -> Chunk:
+    """The chunk that replays a dead letter's ``job``: one entry, the job whole, with its id
+    and body, its attempts reset and ``created_at = now``."""
+    fresh = dataclasses.replace(
+        job, attempts=0, next_at=0.0, last_error="", first_at=0.0, created_at=now, chunk=""
+    )
+    chunk_id = secrets.token_hex(6) + "00000001"  # a writer of its own
+    return Chunk.of(chunk_id, now, [(job.app_id, JOB, dumps(fresh))])
+
+
+def chunk_job(chunk: Chunk) -> Job:
+    """The job a :func:`replay_chunk` carries."""
+    return loads(chunk.texts)

@@ -1,62 +1,39 @@
-"""JobMaker: the node's webhook sink, which turns each :class:`WebhookEvent` into the
-:class:`~ressonance.webhooks.base.Job` of every webhook of the app that wants it.
+"""The jobs of a chunk (docs/webhooks.md, "Delivery"): :func:`expand` turns the entries a node
+recorded (:class:`~ressonance.webhooks.base.Chunk`) into the
+:class:`~ressonance.webhooks.base.Job` of every webhook of the app that wants each event.
 
-The sink is called on the event loop's hot path, so a call costs O(the app's webhooks): no
-I/O, no await, no task. It builds the body once per event (every matching webhook posts the
-same bytes) and hands the jobs to a pusher (the durable queue's ``push``) in the background:
-one flush task at a time, however many events come.
+It runs on the leader when it takes a chunk, at the pace webhooks are posted, never on the hot
+path. It is deterministic: the same chunk and the same apps give the same jobs, ids and bodies,
+so a chunk expanded again by the next leader is posted with the same ``webhook-id``\\ s.
 
-With ``app.webhook_batching`` the events of one (app, webhook) within :data:`BATCH_WINDOW`
-of the first one go into one job, in order, at most :data:`BATCH_MAX` events; one timer closes
-the batches whose window has passed. A batch is ordered per receiver (``app|url``), since its
-events span channels; an unbatched job per channel and receiver (``app|url|channel``).
-
-When the push fails (the queue's storage is unavailable), the jobs stay in memory, in order,
-and the push is tried again every :data:`RETRY_EVERY` second. At most ``buffer`` jobs
-(:data:`BUFFER`) wait so; the jobs made beyond that are dropped and counted in
-:attr:`JobMaker.dropped` (the one way a webhook is lost before it is kept durably).
+A job's id is ``"msg_"`` + the chunk's id (20 hex digits) + the entry's index (4) + a CRC-32 of
+the webhook's URL (8; of ``url#k`` for the k-th other webhook of the app with the same URL): 32
+hex digits, unique per (event, webhook). Without batching, one job per
+event and webhook, ordered per ``app|url|channel``; with ``app.webhook_batching``, the events of
+one chunk for one webhook go into one job of at most :data:`BATCH_MAX` events, in order,
+ordered per ``app|url`` (a batch spans channels).
 """
 
 from __future__ import annotations
 
-import asyncio
-import itertools
+import dataclasses
 import json
-import logging
-import secrets
-import time
-from collections import deque
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+import zlib
+from collections.abc import Callable, Mapping
 
-from ressonance.models import App, Webhook, WebhookEvent
-from ressonance.webhooks.base import Job
+from ressonance.models import App, WebhookEvent
+from ressonance.protocol import channels
+from ressonance.protocol.messages import dumps
+from ressonance.webhooks import job_json
+from ressonance.webhooks.base import EVENT, JOB, Chunk, Job
 
-BATCH_WINDOW = 0.25  # seconds a batch stays open after its first event
-BATCH_MAX = 100  # events in one batch
-BUFFER = 100_000  # jobs held in memory while the queue cannot be reached
-RETRY_EVERY = 1.0  # seconds between two pushes while the queue cannot be reached
-PUSH_CHUNK = 1000  # jobs in one push
+BATCH_MAX = 100  # events in one batched POST
 
-Pusher = Callable[[list[Job]], Awaitable[None]]
-
-log = logging.getLogger(__name__)
-_ENCODER = json.JSONEncoder(separators=(",", ":"))  # made once: json.dumps(separators=) is not
 _quote = json.encoder.encode_basestring_ascii  # a JSON string, ASCII-escaped (C)
 
 
-@dataclass(slots=True)
-class _Batch:
-    app: App
-    webhook: Webhook
-    closes_at: float  # monotonic
-    events: list[dict[str, object]] = field(default_factory=list)
-    names: list[str] = field(default_factory=list)
-
-
 def event_json(event: WebhookEvent) -> str:
-    """``event.to_json()`` as JSON text, the same bytes the encoder would write, built from the
-    C string escaper (a job is made per event: this is its largest cost)."""
+    """``event.to_json()`` as compact JSON text."""
     parts = ['{"name":', _quote(event.name), ',"channel":', _quote(event.channel)]
     if event.user_id is not None:
         parts += [',"user_id":', _quote(event.user_id)]
@@ -72,181 +49,136 @@ def event_json(event: WebhookEvent) -> str:
     return "".join(parts)
 
 
-def single_body(time_ms: int, event: WebhookEvent) -> bytes:
-    """The body of a POST with one event (no batching)."""
-    return f'{{"time_ms":{time_ms},"events":[{event_json(event)}]}}'.encode()
+def body(time_ms: int, events: list[str]) -> bytes:
+    """A webhook POST's body from its events' JSON texts, compact, exactly as posted."""
+    return f'{{"time_ms":{time_ms},"events":[{",".join(events)}]}}'.encode()
 
 
-def body(time_ms: int, events: list[dict[str, object]]) -> bytes:
-    """A webhook POST's body, compact, exactly as posted."""
-    return _ENCODER.encode({"time_ms": time_ms, "events": events}).encode()
+def client_event(socket_id: str, frame: str) -> WebhookEvent:
+    """The ``client_event`` webhook event of a client event's frame (as its subscribers got
+    it) sent by ``socket_id``: ``data`` as a string (JSON text when the client sent an
+    object), ``user_id`` on presence channels."""
+    fields = json.loads(frame)
+    channel = str(fields["channel"])
+    data = fields.get("data")
+    user_id = fields.get("user_id") if channels.kind_of(channel).presence else None
+    return WebhookEvent(
+        "client_event",
+        channel,
+        user_id=None if user_id is None else str(user_id),
+        event=str(fields["event"]),
+        data=data if isinstance(data, str) else dumps(data),
+        socket_id=socket_id,
+    )
 
 
-class JobMaker:
-    """Call it with ``(app, event)``; :meth:`close` ends open batches and waits for the push."""
+@dataclasses.dataclass(slots=True)
+class _Batch:
+    position: int  # its job's place in the jobs made (set when the batch closes)
+    events: list[str]
+    names: list[str]
 
-    def __init__(
-        self,
-        push: Pusher,
-        is_tenant: Callable[[str], bool],
-        *,
-        clock: Callable[[], float] = time.time,
-        monotonic: Callable[[], float] = time.monotonic,
-        buffer: int = BUFFER,
-        retry_every: float = RETRY_EVERY,
-    ) -> None:
-        self._push = push
-        self._is_tenant = is_tenant  # called per job: must be a cheap look-up
-        self._clock = clock  # Unix time: time_ms and created_at
-        self._monotonic = monotonic  # batch windows
-        self._buffer = buffer
-        self._retry_every = retry_every
-        self._pending: deque[Job] = deque()
-        self._pushing = 0  # jobs in the push being awaited
-        self._task: asyncio.Task[None] | None = None
-        self._batches: dict[tuple[str, Webhook], _Batch] = {}  # oldest first
-        self._timer: asyncio.TimerHandle | None = None
-        self.made = 0  # jobs made
-        self.pushed = 0  # jobs the queue kept
-        self.dropped = 0  # jobs dropped: the buffer was full
-        # job ids: "msg_" + 32 hex digits, a random per-process prefix and a counter (unique
-        # across nodes and restarts without a system call per job, as uuid4 would make)
-        self._prefix = "msg_" + secrets.token_hex(10)
-        self._ids = itertools.count(1)
-        self.push_failures = 0
 
-    @property
-    def waiting(self) -> int:
-        """Jobs made and not kept by the queue yet (in open batches: not counted)."""
-        return len(self._pending) + self._pushing
-
-    def __call__(self, app: App, event: WebhookEvent) -> None:
-        encoded = b""
-        now = 0.0
-        for webhook in app.webhooks:
-            if not webhook.wants(event.name, event.channel):
+def expand(
+    chunk: Chunk, apps: Mapping[str, App | None], is_tenant: Callable[[str], bool]
+) -> tuple[list[Job], int]:
+    """The jobs of ``chunk`` for the apps as they are now (``apps`` by id; None or missing:
+    gone), in entry order, with the saved states of :attr:`Chunk.states` applied and the
+    jobs that ended left out; and the number of events of apps that are gone or disabled
+    (their webhooks cannot be known: dropped, counted by the caller)."""
+    jobs: list[Job] = []
+    gone = 0
+    time_ms = int(chunk.created_at * 1000)
+    batches: dict[tuple[str, int], _Batch] = {}  # (app id, webhook position) → open batch
+    for index, (app_id, tag, text) in enumerate(chunk.entries()):
+        if tag == JOB:
+            job = dataclasses.replace(job_json.loads(text), chunk=chunk.id)
+            jobs.append(job)
+            continue
+        app = apps.get(app_id)
+        if app is None or not app.enabled:
+            gone += 1
+            continue
+        if tag == EVENT:
+            fields = json.loads(text)
+            name, channel, as_json = str(fields["name"]), str(fields["channel"]), text
+        else:
+            event = client_event(tag, text)
+            name, channel, as_json = event.name, event.channel, event_json(event)
+        for position, webhook in enumerate(app.webhooks):
+            if not webhook.wants(name, channel):
                 continue
-            if app.webhook_batching:
-                self._batch(app, webhook, event.name, event.to_json())
+            if not app.webhook_batching:
+                order_key = f"{app.id}|{webhook.url}|{channel}"
+                encoded = body(time_ms, [as_json])
+                jobs.append(
+                    _job(chunk, index, app, position, order_key, encoded, (name,), is_tenant)
+                )
                 continue
-            if not encoded:  # once per event: every webhook posts the same bytes
-                now = self._clock()
-                encoded = single_body(int(now * 1000), event)
-            order_key = f"{app.id}|{webhook.url}|{event.channel}"
-            self._add(self._job(app, webhook, order_key, encoded, (event.name,), now))
+            key = (app.id, position)
+            batch = batches.get(key)
+            if batch is None:  # its job takes the place of its first event
+                batch = batches[key] = _Batch(len(jobs), [], [])
+                order_key = f"{app.id}|{webhook.url}"
+                jobs.append(_job(chunk, index, app, position, order_key, b"", (), is_tenant))
+            batch.events.append(as_json)
+            batch.names.append(name)
+            if len(batch.events) >= BATCH_MAX:
+                del batches[key]
+                _fill(jobs, batch, time_ms)
+    for batch in batches.values():
+        _fill(jobs, batch, time_ms)
+    out = []
+    for job in jobs:
+        state = chunk.states.get(job.id)
+        if state is None:
+            out.append(job)
+        elif not state.ended:
+            out.append(job.with_state(state))
+    return out, gone
 
-    async def close(self) -> None:
-        """Close every open batch and wait until the queue has kept every job (bound it with a
-        time-out: while the queue cannot be reached this waits)."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        for key in list(self._batches):
-            self._end(self._batches.pop(key))
-        while self._task is not None:
-            await asyncio.shield(self._task)
 
-    def _job(
-        self,
-        app: App,
-        webhook: Webhook,
-        order_key: str,
-        encoded: bytes,
-        names: tuple[str, ...],
-        now: float,
-    ) -> Job:
-        return Job(
-            id=f"{self._prefix}{next(self._ids) % 16**12:012x}",
-            app_id=app.id,
-            url=webhook.url,
-            order_key=order_key,
-            body=encoded,
-            events=names,
-            headers=webhook.headers,
-            tenant=self._is_tenant(app.id),
-            created_at=now,
-        )
+def _job(
+    chunk: Chunk,
+    index: int,
+    app: App,
+    position: int,
+    order_key: str,
+    encoded: bytes,
+    names: tuple[str, ...],
+    is_tenant: Callable[[str], bool],
+) -> Job:
+    webhook = app.webhooks[position]
+    return Job(
+        id=job_id(chunk.id, index, webhook_key(app, position)),
+        app_id=app.id,
+        url=webhook.url,
+        order_key=order_key,
+        body=encoded,
+        events=names,
+        headers=webhook.headers,
+        tenant=is_tenant(app.id),
+        created_at=chunk.created_at,
+        chunk=chunk.id,
+    )
 
-    def _batch(self, app: App, webhook: Webhook, name: str, as_json: dict[str, object]) -> None:
-        key = (app.id, webhook)
-        batch = self._batches.get(key)
-        if batch is None:
-            batch = self._batches[key] = _Batch(app, webhook, self._monotonic() + BATCH_WINDOW)
-            if self._timer is None:
-                self._timer = asyncio.get_running_loop().call_later(BATCH_WINDOW, self._tick)
-        batch.events.append(as_json)
-        batch.names.append(name)
-        if len(batch.events) >= BATCH_MAX:
-            del self._batches[key]
-            self._end(batch)
 
-    def _tick(self) -> None:
-        """Close the batches whose window has passed; wait for the next one."""
-        self._timer = None
-        now = self._monotonic()
-        while self._batches:
-            key, batch = next(iter(self._batches.items()))
-            if batch.closes_at > now and batch.closes_at - now <= BATCH_WINDOW:
-                self._timer = asyncio.get_running_loop().call_later(
-                    batch.closes_at - now, self._tick
-                )
-                return
-            del self._batches[key]  # due (or the clock went back: close it anyway)
-            self._end(batch)
+def _fill(jobs: list[Job], batch: _Batch, time_ms: int) -> None:
+    """The closed ``batch``'s body and event names into its job."""
+    jobs[batch.position] = dataclasses.replace(
+        jobs[batch.position], body=body(time_ms, batch.events), events=tuple(batch.names)
+    )
 
-    def _end(self, batch: _Batch) -> None:
-        now = self._clock()
-        encoded = body(int(now * 1000), batch.events)
-        order_key = f"{batch.app.id}|{batch.webhook.url}"
-        names = tuple(batch.names)
-        self._add(self._job(batch.app, batch.webhook, order_key, encoded, names, now))
 
-    def _add(self, job: Job) -> None:
-        self.made += 1
-        if self.waiting >= self._buffer:
-            if not self.dropped % 10_000:  # the first, then one line per 10,000
-                log.warning(
-                    "webhook jobs dropped: %d held while the queue cannot keep up or be "
-                    "reached (%d dropped so far)",
-                    self.waiting,
-                    self.dropped + 1,
-                )
-            self.dropped += 1
-            return
-        self._pending.append(job)
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._flush())
+def webhook_key(app: App, position: int) -> str:
+    """What tells the app's webhook at ``position`` from its others in a job id: its URL, and
+    ``#k`` when it is the k-th (from 1) webhook of the app with the same URL."""
+    url = app.webhooks[position].url
+    k = sum(1 for w in app.webhooks[:position] if w.url == url)
+    return f"{url}#{k}" if k else url
 
-    async def _flush(self) -> None:
-        """Push what waits, in order, until nothing does; on a failure keep it and retry."""
-        failing = False
-        try:
-            while self._pending:
-                chunk = [
-                    self._pending.popleft() for _ in range(min(PUSH_CHUNK, len(self._pending)))
-                ]
-                self._pushing = len(chunk)
-                try:
-                    await self._push(chunk)
-                except Exception as error:  # any failure: keep the jobs, try again
-                    self._pending.extendleft(reversed(chunk))
-                    self._pushing = 0
-                    self.push_failures += 1
-                    if not failing:
-                        log.warning(
-                            "webhooks: jobs cannot be queued (%s); %d wait in memory, retrying "
-                            "every %g s",
-                            type(error).__name__,
-                            len(self._pending),
-                            self._retry_every,
-                        )
-                    failing = True
-                    await asyncio.sleep(self._retry_every)
-                    continue
-                self._pushing = 0
-                self.pushed += len(chunk)
-                if failing:
-                    log.warning("webhooks: jobs are queued again")
-                    failing = False
-        finally:
-            self._task = None
+
+def job_id(chunk_id: str, index: int, key: str) -> str:
+    """The id (and ``webhook-id``) of the job of entry ``index`` of a chunk for the webhook
+    ``key`` (:func:`webhook_key`)."""
+    return f"msg_{chunk_id}{index:04x}{zlib.crc32(key.encode()):08x}"

@@ -1,6 +1,7 @@
-"""A node's webhooks, put together (docs/webhooks.md): the node's events become jobs
-(:class:`~ressonance.webhooks.jobs.JobMaker`, on every node) in the durable queue; the cluster's
-leader posts them (:class:`~ressonance.webhooks.dispatcher.Dispatcher`). :meth:`tick`, every
+"""A node's webhooks, put together (docs/webhooks.md): the node's events are recorded in
+chunks (:class:`~ressonance.webhooks.recorder.Recorder`, on every node) kept by the durable
+queue; the cluster's leader makes their jobs and posts them
+(:class:`~ressonance.webhooks.dispatcher.Dispatcher`). :meth:`tick`, every
 second, follows the leadership and reads the queue's depth for the metrics.
 """
 
@@ -14,16 +15,16 @@ from collections.abc import Callable
 from ressonance.apps.base import AppStore
 from ressonance.webhooks.base import Job, JobQueue
 from ressonance.webhooks.dispatcher import Dispatcher
-from ressonance.webhooks.jobs import JobMaker
+from ressonance.webhooks.recorder import Recorder
 from ressonance.webhooks.sender import Sender
 
 log = logging.getLogger("ressonance.webhooks")
 
-CLOSE_TIMEOUT = 5.0  # seconds a stopping node waits to hand its last jobs to the queue
+CLOSE_TIMEOUT = 5.0  # seconds a stopping node waits to hand its last events to the queue
 
 
 class Webhooks:
-    """The queue, the job maker (``maker`` is the node's webhook sink) and the dispatcher."""
+    """The queue, the recorder (``recorder`` is the node's webhook sink) and the dispatcher."""
 
     def __init__(
         self,
@@ -36,18 +37,18 @@ class Webhooks:
         observe: Callable[[Job, str, str], None] | None = None,
     ) -> None:
         self.queue = queue
-        self.maker = JobMaker(queue.push, is_tenant)
+        self.recorder = Recorder(queue.push)
         self.dispatcher = Dispatcher(
-            queue, Sender(), apps, allow_private, latency=latency, observe=observe
+            queue, Sender(), apps, allow_private, is_tenant, latency=latency, observe=observe
         )
         self._is_leader = is_leader
         self.leading = False
-        self.depth = 0  # jobs in the queue at the last tick (-1: the queue could not tell)
+        self.depth = 0  # events in the queue at the last tick (-1: the queue could not tell)
 
     @property
     def dropped(self) -> int:
-        """Jobs made here and dropped before the queue kept them (the maker's buffer full)."""
-        return self.maker.dropped
+        """Events recorded here and dropped before the queue kept them (the buffer full)."""
+        return self.recorder.dropped
 
     def outcomes(self) -> dict[tuple[str, str, str], int]:
         """(app id, event, delivered|retried|dead) → events, since the start."""
@@ -55,6 +56,7 @@ class Webhooks:
 
     async def start(self) -> None:
         await self.queue.start()
+        self.recorder.start()
 
     async def tick(self) -> None:
         """Start or stop posting as this node becomes or stops being the leader; the depth."""
@@ -72,11 +74,13 @@ class Webhooks:
             self.depth = -1
 
     async def close(self) -> None:
-        """Stop posting, hand the last jobs to the queue (bounded), close the queue. Jobs not
-        delivered stay in the queue for the next leader or the next start."""
+        """Stop posting, hand the last events to the queue (bounded), close the queue. Events
+        not delivered stay in the queue for the next leader or the next start."""
         await self.dispatcher.stop_leading()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.maker.close(), CLOSE_TIMEOUT)
-        if self.maker.waiting:
-            log.warning("%d webhook jobs not handed to the queue at shutdown", self.maker.waiting)
+            await asyncio.wait_for(self.recorder.close(), CLOSE_TIMEOUT)
+        if self.recorder.waiting:
+            log.warning(
+                "%d webhook events not handed to the queue at shutdown", self.recorder.waiting
+            )
         await self.queue.close()
