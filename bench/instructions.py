@@ -88,7 +88,7 @@ async def sink(node, tmp):
         async def push(chunk):
             pass
     maker = Recorder(push)
-    node.webhooks.sink = maker
+    node.set_webhook_sink(maker)
     node.webhooks.quiet_until = 0.0  # a lone node, as the server sets it
     node.webhooks.set_app(APP.id, APP)
     return maker, db

@@ -141,7 +141,7 @@ class Server:
             self.webhook_latency.observe,
             self._webhook_attempt,
         )
-        self.node.webhooks.sink = self.webhooks.recorder
+        self.node.set_webhook_sink(self.webhooks.recorder)
         if settings.broker == "memory":  # one node: no cluster to learn before sending
             self.node.webhooks.quiet_until = 0.0
         self.listener: Listener | None = None

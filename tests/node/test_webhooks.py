@@ -57,17 +57,21 @@ class Sink:
     def __init__(self, name: str, sent: list[tuple[str, WebhookEvent]]) -> None:
         self.name = name
         self.sent = sent
-        self.entries: list[str] = []  # app id, socket id, frame ... (node.receive extends it)
+        self.logs: dict[str, list[str]] = {}  # app id → socket id, frame ... (node.receive)
+
+    def log(self, app_id: str) -> list[str]:
+        return self.logs.setdefault(app_id, [])
 
     def event(self, app: App, event: WebhookEvent) -> None:
         self.sent.append((self.name, event))
 
     def drain(self) -> None:
         """The client events recorded so far, as the leader will read them, into ``sent``."""
-        flat, self.entries[:] = self.entries[:], []
-        for index in range(0, len(flat), 3):
-            assert flat[index] == WAPP.id
-            self.sent.append((self.name, client_event(flat[index + 1], flat[index + 2])))
+        for app_id, log in self.logs.items():
+            flat, log[:] = log[:], []
+            for index in range(0, len(flat), 2):
+                assert app_id == WAPP.id
+                self.sent.append((self.name, client_event(flat[index], flat[index + 1])))
 
 
 class Cluster:
@@ -252,11 +256,14 @@ def test_a_node_without_a_sink_records_no_client_event(bus: MemoryBus, clock: Cl
         send(node, sock, "pusher:subscribe", {"channel": "private-c", "auth": auth})
     for _ in range(5):
         send(node, a, "client-x", {}, "private-c")
-    assert node.webhooks.entries == [] and node.webhooks.client_hooks == {}
+    state = node.hub.get(WAPP.id)
+    assert state is not None and state.webhook_log is None
+    assert node.webhooks.client_hooks == {}
     sink = Sink("solo", [])
-    node.webhooks.sink = sink  # set later: the apps known are followed at once
+    node.set_webhook_sink(sink)  # set later: the apps known are followed at once
     send(node, a, "client-x", {}, "private-c")
-    assert len(sink.entries) == 3 and sink.entries[0] == WAPP.id
+    assert list(sink.logs) == [WAPP.id] and len(sink.logs[WAPP.id]) == 2
+    assert sink.logs[WAPP.id][0] == a.session.socket_id
 
 
 def test_an_app_without_the_event_type_or_filter_gets_nothing(cluster: Cluster) -> None:

@@ -162,8 +162,8 @@ async def test_a_failing_job_holds_back_its_order_key_only_across_chunks() -> No
         a1, b1 = jobs_of(first)
         (a2,) = jobs_of(second)
         poster.script[a1.id] = [Outcome("retry", "503"), Outcome("retry", "connection refused")]
-        await queue.push(first)
-        await queue.push(second)
+        await queue.push([first])
+        await queue.push([second])
         dispatcher = dispatcher_for(queue, poster, Apps(APP), clock)
         async with running(dispatcher):
             await asyncio.sleep(10)
@@ -201,7 +201,7 @@ async def test_back_off_doubles_to_60_s_and_the_job_dies_after_300_s() -> None:
         chunk = chunk_of(clock, "presence-a", "presence-a", event="channel_occupied")
         down, later = jobs_of(chunk)
         poster.script[down.id] = [Outcome("retry", "503")] * 100
-        await queue.push(chunk)
+        await queue.push([chunk])
         first = dispatcher_for(queue, poster, Apps(APP), clock, observe=observe)
         async with running(first):
             await asyncio.sleep(GIVE_UP_AFTER - 1)
@@ -248,7 +248,7 @@ async def test_the_300_s_count_from_the_first_failure_not_from_the_events() -> N
         chunk = chunk_of(clock, "presence-a", "presence-b")
         waited, delivered = jobs_of(chunk)
         poster.script[waited.id] = [Outcome("retry", "503")] * 100
-        await queue.push(chunk)
+        await queue.push([chunk])
         await asyncio.sleep(GIVE_UP_AFTER + 100)
         dispatcher = dispatcher_for(queue, poster, Apps(APP), clock, latency=latencies.append)
         async with running(dispatcher):
@@ -280,7 +280,7 @@ async def test_a_final_answer_is_a_dead_letter_at_once_and_a_replay_is_posted_ag
         refused, after = jobs_of(chunk)
         poster.script[refused.id] = [Outcome("final", "404")]
         poster.script[after.id] = [Outcome("retry", "502")]
-        await queue.push(chunk)
+        await queue.push([chunk])
         dispatcher = dispatcher_for(queue, poster, Apps(APP), clock, latency=latencies.append)
         async with running(dispatcher):
             await asyncio.sleep(5)
@@ -327,7 +327,7 @@ async def test_at_most_concurrency_attempts_and_one_per_channel(concurrency: int
         chunk = chunk_of(clock, "presence-same", *others, *["presence-same"] * 4)
         jobs = jobs_of(chunk)
         same = [j for j in jobs if j.order_key == f"app1|{URL}|presence-same"]
-        await queue.push(chunk)
+        await queue.push([chunk])
         options = {} if concurrency is None else {"concurrency": concurrency}
         dispatcher = dispatcher_for(queue, poster, Apps(APP), clock, **options)
         async with running(dispatcher):
@@ -357,7 +357,7 @@ async def test_signed_with_the_oldest_active_pair_during_a_rotation() -> None:
         chunk = chunk_of(clock, "presence-a")
         (first,) = jobs_of(chunk)
         poster.script[first.id] = [Outcome("retry", "503")]
-        await queue.push(chunk)
+        await queue.push([chunk])
         async with running(dispatcher_for(queue, poster, apps, clock)):
             await asyncio.sleep(0.5)
             apps.apps["app1"] = App(id="app1", key="k3", secret="s3", webhooks=(HOOK,))
@@ -382,7 +382,7 @@ async def test_a_tenant_job_may_reach_private_targets_only_when_allowed(
         poster = Poster(clock)
         chunk = mixed(clock, (APP, "member_added", "presence-a"), (tenant, "member_added", "b"))
         own, theirs = jobs_of(chunk, APP, tenant)
-        await queue.push(chunk)
+        await queue.push([chunk])
         dispatcher = Dispatcher(
             queue, poster, Apps(APP, tenant), allow_private, "app2".__eq__, clock.wall
         )
@@ -412,8 +412,8 @@ async def test_the_events_of_an_app_gone_before_its_chunk_is_taken_are_dropped()
         )
         (kept,) = expand(both, {"app1": APP}, lambda app_id: False)[0]
         only_gone = chunk_of(clock, "presence-a", "presence-b", app=deleted)
-        await queue.push(both)
-        await queue.push(only_gone)
+        await queue.push([both])
+        await queue.push([only_gone])
         dispatcher = dispatcher_for(queue, poster, Apps(APP, disabled), clock)
         async with running(dispatcher):
             await asyncio.sleep(2)
@@ -436,7 +436,7 @@ async def test_the_job_of_an_app_gone_or_disabled_after_it_was_taken_is_a_dead_l
         deleted, disabled = jobs_of(chunk, APP, second)
         poster.script[deleted.id] = [Outcome("retry", "503")]
         poster.script[disabled.id] = [Outcome("retry", "503")]
-        await queue.push(chunk)
+        await queue.push([chunk])
         dispatcher = dispatcher_for(queue, poster, apps, clock)
         async with running(dispatcher):
             await asyncio.sleep(0.5)
@@ -470,7 +470,7 @@ async def test_a_new_leader_posts_only_the_jobs_that_did_not_end_and_stops_when_
         chunk = chunk_of(clock, "presence-a", "presence-b", "presence-c")
         a, b, c = jobs_of(chunk)
         poster.script[c.id] = [Outcome("retry", "503")]
-        await queue.push(chunk)
+        await queue.push([chunk])
         first = dispatcher_for(queue, poster, Apps(APP), clock)
         first.start_leading()
         await asyncio.sleep(0.5)
@@ -485,13 +485,13 @@ async def test_a_new_leader_posts_only_the_jobs_that_did_not_end_and_stops_when_
         assert poster.times(c) == pytest.approx([0, 1], abs=0.01)
         assert queue.calls[3:] == [("finish", chunk.id)]
         fresh = chunk_of(clock, "presence-d")
-        await queue.push(fresh)
+        await queue.push([fresh])
         await asyncio.sleep(1)  # polled within 0.5 s
         (fresh_job,) = jobs_of(fresh)
         assert poster.times(fresh_job) and poster.times(fresh_job)[0] - 1.5 <= 0.5 + 0.01
         await asyncio.wait_for(second.stop_leading(), 5)
         after = chunk_of(clock, "presence-e")
-        await queue.push(after)
+        await queue.push([after])
         await asyncio.sleep(5)
     assert poster.times(jobs_of(after)[0]) == [] and await queue.depth() == 1
 
@@ -522,7 +522,7 @@ async def test_end_to_end_on_a_real_receiver_signed_with_the_oldest_pair() -> No
             recorder.start()
             recorder.event(app, WebhookEvent("channel_occupied", "presence-room"))
             frame = '{"event":"client-x","channel":"presence-room","data":{"a":1},"user_id":"u1"}'
-            recorder.entries.extend(("app1", "123.456", frame))
+            recorder.log("app1").extend(("123.456", frame))  # as node.receive does
             await asyncio.wait_for(recorder.close(), 5)
             started = time.monotonic()
             while not receiver.requests and time.monotonic() - started < 5:

@@ -1,6 +1,7 @@
-"""The Recorder (webhooks/recorder.py): flat entries cut into chunks of at most CHUNK_MAX
-entries, on its timer or on cut()/close(), pushed in order by one task, kept first in line and
-retried while the queue is down, within a bounded buffer; and expand (webhooks/jobs.py): the
+"""The Recorder (webhooks/recorder.py): client events logged per app (socket id, frame) and
+other events recorded in order, cut into chunks of at most CHUNK_MAX entries, on its timer or
+on cut()/close(), pushed in order by one task, kept first in line and retried while the queue
+is down, within a bounded buffer; and expand (webhooks/jobs.py): the
 jobs of a chunk, their ids, bodies, order keys and batches, apps that are gone, and the saved
 states of a chunk taken again."""
 
@@ -45,10 +46,15 @@ def entry(app: App, event: WebhookEvent) -> tuple[str, str, str]:
 
 
 def flat(count: int, start: int = 0) -> list[str]:
-    """The entries of ``count`` member_added events as the node appends them (flat)."""
+    """``count`` client events of presence-a (user ``n`` on socket ``1.n``) as the node logs
+    them: socket id, frame, socket id, frame ..."""
     out: list[str] = []
     for n in range(start, start + count):
-        out.extend(entry(APP, WebhookEvent("member_added", "presence-a", user_id=str(n))))
+        frame = json.dumps(
+            {"event": "client-x", "channel": "presence-a", "data": "{}", "user_id": str(n)},
+            separators=(",", ":"),
+        )
+        out.extend((f"1.{n}", frame))
     return out
 
 
@@ -82,21 +88,23 @@ def events_of(job: Job) -> list[dict[str, object]]:
 
 
 @pytest.mark.asyncio
-async def test_cut_makes_a_chunk_of_the_flat_entries_and_close_waits_for_its_push() -> None:
-    """cut() turns the flat entries (app, tag, text, ...) into one chunk stamped with the
-    clock, clears the same list object the node extends, and counts the events as recorded,
-    waiting, then pushed; close() waits until the queue kept it."""
+async def test_cut_makes_a_chunk_of_the_logged_entries_and_close_waits_for_its_push() -> None:
+    """cut() turns what was recorded (an event, then an app's client events logged as socket
+    id, frame) into one chunk stamped with the clock, in order, clears the same list object
+    the node extends, and counts the events as recorded, waiting, then pushed; close() waits
+    until the queue kept it."""
     queue = MemoryQueue()
     with virtual_time() as clock:
         recorder = Recorder(queue.push, clock=clock.wall)
-        entries = recorder.entries
+        log = recorder.log("app3")
+        assert recorder.log("app3") is log  # the node's state holds it
         occupied = WebhookEvent("channel_occupied", "presence-a")
         recorder.event(APP, occupied)
         frame = '{"event":"client-x","channel":"private-a","data":"{}"}'
-        recorder.entries.extend(("app3", "123.456", frame))
+        log += ("123.456", frame)
         assert (recorder.recorded, recorder.waiting, recorder.pushed) == (0, 2, 0)
         recorder.cut()
-        assert recorder.entries is entries and entries == []
+        assert recorder.log("app3") is log and log == []
         assert (recorder.recorded, recorder.waiting, recorder.pushed) == (2, 2, 0)
         await asyncio.wait_for(recorder.close(), 5)
         assert (recorder.recorded, recorder.waiting, recorder.pushed) == (2, 0, 2)
@@ -112,20 +120,31 @@ async def test_cut_makes_a_chunk_of_the_flat_entries_and_close_waits_for_its_pus
 
 @pytest.mark.asyncio
 async def test_event_records_the_json_of_the_webhook_event() -> None:
-    """event(app, WebhookEvent) appends (app id, EVENT, event_json(event)) to the entries:
-    the compact JSON of WebhookEvent.to_json, with its fields in order."""
-    recorder = Recorder(MemoryQueue().push)
+    """event(app, WebhookEvent) records (app id, EVENT, event_json(event)), after the client
+    events logged before it: the compact JSON of WebhookEvent.to_json, fields in order."""
+    queue = MemoryQueue()
+    recorder = Recorder(queue.push)
+    recorder.log("app1").extend(("1.1", '{"event":"client-x","channel":"a","data":"1"}'))
     recorder.event(APP, WebhookEvent("member_added", "presence-a", user_id="u1"))
+    recorder.log("app1").extend(("1.1", '{"event":"client-x","channel":"a","data":"2"}'))
     recorder.event(BATCHED, WebhookEvent("subscription_count", "counted", subscription_count=3))
-    assert recorder.entries == [
+    await asyncio.wait_for(recorder.close(), 5)
+    (made,) = await queue.take(10)
+    assert [item for e in made.entries() for item in e] == [
+        "app1",
+        "1.1",
+        '{"event":"client-x","channel":"a","data":"1"}',
         "app1",
         "e",
         '{"name":"member_added","channel":"presence-a","user_id":"u1"}',
+        "app1",
+        "1.1",
+        '{"event":"client-x","channel":"a","data":"2"}',
         "app2",
         "e",
         '{"name":"subscription_count","channel":"counted","subscription_count":3}',
     ]
-    assert recorder.waiting == 2 and recorder.recorded == 0
+    assert (recorder.waiting, recorder.recorded, recorder.pushed) == (0, 4, 4)
 
 
 @pytest.mark.parametrize(
@@ -161,7 +180,7 @@ async def test_the_timer_cuts_a_chunk_every_chunk_every_seconds() -> None:
     with virtual_time() as clock:
         recorder = Recorder(queue.push, clock=clock.wall)
         recorder.start()
-        recorder.entries.extend(flat(1))
+        recorder.log(APP.id).extend(flat(1))
         await asyncio.sleep(0.09)
         assert await queue.depth() == 0 and recorder.waiting == 1
         await asyncio.sleep(0.02)  # 0.11 s
@@ -170,40 +189,40 @@ async def test_the_timer_cuts_a_chunk_every_chunk_every_seconds() -> None:
         assert (first.size, recorder.pushed, recorder.waiting) == (1, 1, 0)
         await asyncio.sleep(0.1)  # 0.21 s: nothing recorded, nothing pushed
         assert await queue.take(10) == []
-        recorder.entries.extend(flat(2, start=1))
+        recorder.log(APP.id).extend(flat(2, start=1))
         await asyncio.sleep(0.1)  # 0.31 s
         (second,) = await queue.take(10)
         assert second.created_at == pytest.approx(WALL_START + 0.3, abs=1e-6)
         assert user_ids([first, second]) == ["0", "1", "2"]
         assert second.id != first.id
         await asyncio.wait_for(recorder.close(), 5)
-        recorder.entries.extend(flat(1, start=3))
+        recorder.log(APP.id).extend(flat(1, start=3))
         await asyncio.sleep(1)
         assert await queue.take(10) == [] and recorder.waiting == 1
 
 
 @pytest.mark.asyncio
 async def test_a_large_cut_is_chunks_of_chunk_max_pushed_in_order_by_one_task() -> None:
-    """2,500 entries are three chunks (1000, 1000, 500) in entry order, pushed one after the
-    other by a single task."""
+    """2,500 entries are three chunks (1000, 1000, 500) in entry order, pushed in order (in
+    one push: the chunks waiting go together) by a single task."""
     assert CHUNK_MAX == 1000
     queue = MemoryQueue()
     pushes: list[tuple[str, int]] = []
     under_way = 0
     most = 0
 
-    async def push(chunk: Chunk) -> None:
+    async def push(chunks: list[Chunk]) -> None:
         nonlocal under_way, most
         under_way += 1
         most = max(most, under_way)
-        pushes.append((chunk.id, chunk.size))
+        pushes.extend((chunk.id, chunk.size) for chunk in chunks)
         await asyncio.sleep(0.01)
-        await queue.push(chunk)
+        await queue.push(chunks)
         under_way -= 1
 
     with virtual_time() as clock:
         recorder = Recorder(push, clock=clock.wall)
-        recorder.entries.extend(flat(2_500))
+        recorder.log(APP.id).extend(flat(2_500))
         tasks_before = len(asyncio.all_tasks())
         recorder.cut()
         assert len(asyncio.all_tasks()) == tasks_before + 1
@@ -222,41 +241,42 @@ async def test_a_large_cut_is_chunks_of_chunk_max_pushed_in_order_by_one_task() 
 async def test_a_failed_push_keeps_the_chunk_first_and_the_buffer_drops_beyond(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """While the queue is down the first chunk stays first and is pushed again every
-    retry_every; the entries up to ``buffer`` wait (none dropped at exactly the bound), those
-    beyond are dropped and counted; once the queue is back the chunks go in order."""
+    """While the queue is down the chunks stay first in line and are pushed again every
+    retry_every (with those cut meanwhile, in order); the entries up to ``buffer`` wait (none
+    dropped at exactly the bound), those beyond are dropped and counted; once the queue is
+    back the chunks go in order."""
     queue = MemoryQueue()
     attempts: list[tuple[float, int]] = []
     down = True
 
     with virtual_time() as clock:
 
-        async def push(chunk: Chunk) -> None:
-            attempts.append((round(clock.elapsed(), 3), chunk.size))
+        async def push(chunks: list[Chunk]) -> None:
+            attempts.append((round(clock.elapsed(), 3), tuple(c.size for c in chunks)))
             if down:
                 await asyncio.sleep(0.05)  # the database takes its time to fail
                 raise Unavailable("database is down")
-            await queue.push(chunk)
+            await queue.push(chunks)
 
         recorder = Recorder(push, clock=clock.wall, buffer=12, retry_every=0.2)
-        recorder.entries.extend(flat(10))
+        recorder.log(APP.id).extend(flat(10))
         recorder.cut()
         await asyncio.sleep(0.1)  # the ten are being pushed
-        recorder.entries.extend(flat(2, start=10))
+        recorder.log(APP.id).extend(flat(2, start=10))
         recorder.cut()  # the buffer is full, nothing dropped yet
         assert (recorder.recorded, recorder.waiting, recorder.dropped) == (12, 12, 0)
         assert not [r for r in caplog.records if "dropped" in r.getMessage()]
-        recorder.entries.extend(flat(3, start=12))
+        recorder.log(APP.id).extend(flat(3, start=12))
         recorder.cut()  # beyond the buffer: dropped
         assert (recorder.recorded, recorder.waiting, recorder.dropped) == (12, 12, 3)
         (said,) = [r for r in caplog.records if "dropped" in r.getMessage()]
         assert said.levelname == "WARNING" and said.getMessage().endswith("(3 dropped so far)")
         await asyncio.sleep(0.5)  # 0.6 s
-        assert attempts == [(0.0, 10), (0.25, 10), (0.5, 10)]
+        assert attempts == [(0.0, (10,)), (0.25, (10, 2)), (0.5, (10, 2))]
         assert await queue.depth() == 0 and recorder.pushed == 0
         down = False
         await asyncio.wait_for(recorder.close(), 5)
-        assert attempts[3:] == [(0.75, 10), (0.75, 2)]
+        assert attempts[3:] == [(0.75, (10, 2))]
     chunks = await queue.take(10)
     assert user_ids(chunks) == [str(n) for n in range(12)]
     assert (recorder.pushed, recorder.waiting, recorder.dropped) == (12, 0, 3)
@@ -269,7 +289,7 @@ async def test_a_cut_larger_than_the_room_left_keeps_its_first_entries() -> None
     and drops the rest."""
     queue = MemoryQueue()
     recorder = Recorder(queue.push, buffer=4)
-    recorder.entries.extend(flat(6))
+    recorder.log(APP.id).extend(flat(6))
     recorder.cut()
     await asyncio.wait_for(recorder.close(), 5)
     assert user_ids(await queue.take(10)) == ["0", "1", "2", "3"]

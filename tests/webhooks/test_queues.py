@@ -228,16 +228,16 @@ async def test_take_hands_chunks_out_in_push_order_up_to_the_limit(store: Store)
     a = await store.queue("node-a")
     b = await store.queue("node-b")
     first, second, third = sized(1, 2, 3)
-    await a.push(first)
-    await b.push(second)
-    await a.push(third)
+    await a.push([first])
+    await b.push([second])
+    await a.push([third])
     assert await a.take(0) == []
     assert await b.take(2) == [first, second]
     assert await a.take(10) == [third]
     assert await a.take(10) == []
     assert await b.take(10) == []
     fourth = chunk("room-4")
-    await b.push(fourth)
+    await b.push([fourth])
     assert await a.take(10) == [fourth]
 
 
@@ -247,7 +247,7 @@ async def test_a_taken_chunk_is_not_taken_again_by_any_queue(store: Store) -> No
     b = await store.queue("node-b")
     chunks = sized(1, 2, 3, 1, 2)
     for one in chunks:
-        await a.push(one)
+        await a.push([one])
     assert await a.take(2) == chunks[:2]
     assert await b.take(1) == chunks[2:3]
     again = await store.queue("node-a")  # the same node id on another connection
@@ -262,7 +262,7 @@ async def test_takes_at_the_same_time_share_the_chunks_out(store: Store) -> None
     queues = [await store.queue(f"node-{n}") for n in range(3)]
     chunks = sized(*([1] * 30))
     for one in chunks:
-        await queues[0].push(one)
+        await queues[0].push([one])
     results: list[list[Chunk]] = []
     for _ in range(4):  # 3 queues x 4 chunks a round: 12, 12, 6, then nothing
         async with asyncio.timeout(BOUND):
@@ -284,7 +284,7 @@ async def test_take_over_by_another_node_returns_the_saved_states(store: Store) 
     first = chunk("room-1", "room-2", name="channel_vacated")  # 4 jobs
     second, third = chunk("room-3"), chunk("room-4", "room-5")
     for one in (first, second, third):
-        await a.push(one)
+        await a.push([one])
     assert await a.take(2) == [first, second]
     jobs = jobs_of(first)
     assert [(job.url, job.chunk) for job in jobs] == [
@@ -334,8 +334,8 @@ async def test_finish_forgets_the_chunk_and_the_states_of_its_jobs(store: Store)
     as after an unknown outcome long after) comes with none."""
     queue = await store.queue("node-a")
     first, second = sized(2, 3)
-    await queue.push(first)
-    await queue.push(second)
+    await queue.push([first])
+    await queue.push([second])
     taken = await queue.take(2)
     assert taken == [first, second]
     first_jobs = jobs_of(first)
@@ -346,7 +346,7 @@ async def test_finish_forgets_the_chunk_and_the_states_of_its_jobs(store: Store)
     assert await queue.depth() == 3
     await queue.take_over()
     assert await queue.take(10) == [second]
-    await queue.push(first)
+    await queue.push([first])
     if store.kind == "redis":  # a writer's chunk pushed again is ignored (kept once) ...
         assert await queue.take(10) == []
         assert isinstance(queue, RedisQueue)  # ... and its states are gone from Redis
@@ -362,7 +362,7 @@ async def test_depth_is_the_entries_of_the_chunks_not_finished(store: Store) -> 
     assert await queue.depth() == 0
     chunks = sized(1, 3, 2)
     for one in chunks:
-        await queue.push(one)
+        await queue.push([one])
     assert await queue.depth() == 6
     taken = await queue.take(2)
     assert await queue.depth() == 6
@@ -388,12 +388,12 @@ async def test_a_chunk_pushed_twice_is_kept_once(store: Store) -> None:
         dataclasses.replace(made, id=f"{writer}{n:08x}")
         for n, made in enumerate(sized(2, 1, 3), start=1)
     )
-    await queue.push(first)
-    await queue.push(first)  # tried again: its first push went through
-    await queue.push(second)
-    await queue.push(first)  # ... later still
-    await queue.push(third)
-    await queue.push(third)
+    await queue.push([first])
+    await queue.push([first])  # tried again: its first push went through
+    await queue.push([second])
+    await queue.push([first])  # ... later still
+    await queue.push([third])
+    await queue.push([third])
     assert await queue.depth() == 6
     assert await queue.take(10) == [first, second, third]
     await queue.take_over()
@@ -413,7 +413,7 @@ async def test_dead_letters_newest_first_by_app_and_replay_at_the_end(store: Sto
     queue = await store.queue("node-a")
     chunks = [chunk("room-1"), chunk("room-2", app_id="app2"), chunk("room-3")]
     for one in chunks:
-        await queue.push(one)
+        await queue.push([one])
     taken = await queue.take(3)
     (a,), (b,), (c,) = (jobs_of(one) for one in taken)
     given_up = a.retried(NOW + 100, "connection refused")
@@ -437,7 +437,7 @@ async def test_dead_letters_newest_first_by_app_and_replay_at_the_end(store: Sto
     assert [x.id for x in await queue.dead_letters("app1", limit=1)] == [c.id]
 
     waiting = chunk("room-4")
-    await queue.push(waiting)
+    await queue.push([waiting])
     replayed = await queue.replay(a.id, NOW + 400)
     fresh = dataclasses.replace(a, chunk="", created_at=NOW + 400)  # attempts 0, no error
     assert replayed == fresh
@@ -465,7 +465,7 @@ async def test_dead_letters_older_than_seven_days_go_at_the_next_dead(store: Sto
     """A dead letter is kept DEAD_LETTER_DAYS days (exactly that old: kept), then deleted by
     the next dead(): no longer listed nor replayable."""
     queue = await store.queue("node-a")
-    await queue.push(chunk("room-1", "room-2", "room-3"))
+    await queue.push([chunk("room-1", "room-2", "room-3")])
     (taken,) = await queue.take(1)
     old, edge, new = jobs_of(taken)
     await queue.dead(old, NOW)
@@ -484,7 +484,7 @@ async def test_a_restart_loses_nothing(store: Store, node_after: str) -> None:
     before = await store.queue("node-a")
     chunks = sized(1, 2, 1, 3)
     for one in chunks:
-        await before.push(one)
+        await before.push([one])
     taken = await before.take(2)
     first = jobs_of(taken[0])[0]
     await before.save(first.retried(NOW + 5, "502 Bad Gateway"))
@@ -533,7 +533,7 @@ async def test_any_text_round_trips_exactly(store: Store) -> None:
             ("app-é", JOB, job_json.dumps(odd)),
         ],
     )
-    await queue.push(made)
+    await queue.push([made])
     (taken,) = await queue.take(10)
     assert taken == made
     jobs, gone = expand(taken, {}, lambda app_id: False)  # app-é is unknown: 2 events gone
@@ -560,7 +560,7 @@ async def test_a_replayed_job_has_its_state_apart_from_its_dead_original(store: 
     original's (ended) in the chunk it died in; finishing that chunk leaves it."""
     queue = await store.queue("node-a")
     first = chunk("room-1", "room-2")
-    await queue.push(first)
+    await queue.push([first])
     (taken,) = await queue.take(1)
     dead, waiting = jobs_of(taken)
     await queue.dead(dead, NOW)  # its chunk is not finished: `waiting` is being retried
@@ -646,7 +646,7 @@ async def test_start_moves_the_jobs_of_the_old_table_into_chunks(database: Store
     rows = await upgraded.db.fetch("SELECT count(*) AS n FROM webhook_jobs")
     assert int(rows[0]["n"]) == 0
     pushed = chunk("room-9")
-    await upgraded.push(pushed)
+    await upgraded.push([pushed])
     assert await upgraded.depth() == 3
     await database.queue("node-c")  # starting again: nothing to move
     assert await upgraded.depth() == 3
@@ -688,7 +688,7 @@ async def test_an_old_stream_entry_is_a_chunk_of_its_job(redis_store: Store) -> 
     entry_id = await bounded(client.xadd(queue.stream, {"job": job_json.dumps(old)}))
     assert isinstance(entry_id, bytes)
     pushed = chunk("room-2", "room-3")
-    await queue.push(pushed)
+    await queue.push([pushed])
     assert await queue.depth() == 2
 
     got = await queue.take(10)
@@ -717,11 +717,11 @@ async def test_unavailable_while_the_store_is_down(durable: Store) -> None:
     queue = await store.queue("node-a")
     pushed = [chunk("room-1"), chunk("room-2", "room-3")]
     for one in pushed:
-        await queue.push(one)
+        await queue.push([one])
     taken = await queue.take(1)
     (job,) = jobs_of(taken[0])
     operations: dict[str, Callable[[], Awaitable[object]]] = {
-        "push": lambda: queue.push(chunk("room-4")),
+        "push": lambda: queue.push([chunk("room-4")]),
         "take": lambda: queue.take(10),
         "save": lambda: queue.save(job.retried(NOW, "timeout")),
         "ended": lambda: queue.ended(job),
@@ -760,7 +760,7 @@ async def test_unavailable_while_the_store_is_down(durable: Store) -> None:
     deadline = asyncio.get_running_loop().time() + BOUND
     while True:
         try:
-            await bounded(queue.push(late))
+            await bounded(queue.push([late]))
             break
         except Unavailable:
             assert asyncio.get_running_loop().time() < deadline, "the store did not come back"

@@ -7,9 +7,10 @@ is shared with the other nodes (presence rosters, cached events) lives in
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
-from ressonance.models import App
+from ressonance.models import App, Webhook
 from ressonance.protocol.session import Session
 
 
@@ -42,6 +43,8 @@ class AppState:
         "users",
         "watchers",
         "watching",
+        "webhook_filter",
+        "webhook_log",
     )
 
     def __init__(self, app: App) -> None:
@@ -60,6 +63,11 @@ class AppState:
         self.sent = 0  # frames delivered to subscribers (a fan-out to N counts N)
         self.bytes_sent = 0  # ... and their bytes
         self.errors: dict[int, int] = {}  # pusher:error code -> sent
+        # where this app's client events are recorded for its webhooks (the webhook sink's
+        # list for the app: socket id, frame, ...), None when no webhook wants them; and the
+        # webhooks' channel filters when every one of them has one (None: every channel)
+        self.webhook_log: list[str] | None = None
+        self.webhook_filter: tuple[Webhook, ...] | None = None
 
     def watch(self, socket: Socket, user_ids: tuple[str, ...]) -> None:
         """Index ``socket`` as a watcher of each of ``user_ids`` (both ways, so that
@@ -107,10 +115,12 @@ class AppState:
 class Hub:
     """Per-app state of this node, by app id."""
 
-    __slots__ = ("_apps",)
+    __slots__ = ("_apps", "follow")
 
-    def __init__(self) -> None:
+    def __init__(self, follow: Callable[[AppState], None] | None = None) -> None:
         self._apps: dict[str, AppState] = {}
+        # called when a state is made or takes a new App (the node sets its webhook log)
+        self.follow = follow
 
     def state(self, app: App) -> AppState:
         """The state of ``app``, created on first use; the app's settings are refreshed."""
@@ -119,6 +129,10 @@ class Hub:
             state = self._apps[app.id] = AppState(app)
         elif state.app is not app:
             state.app = app
+        else:
+            return state
+        if self.follow is not None:
+            self.follow(state)
         return state
 
     def get(self, app_id: str) -> AppState | None:

@@ -45,7 +45,7 @@ from ressonance.node.replay import WINDOW, Claim, ReplayGuard
 from ressonance.node.schedule import soon
 from ressonance.node.stats import LatencyHistogram
 from ressonance.node.users import Users
-from ressonance.node.webhooks import WebhookSource, wanted
+from ressonance.node.webhooks import Sink, WebhookSource, wanted
 from ressonance.protocol import channels, codes, messages
 from ressonance.protocol.connection import check_protocol, new_socket_id
 from ressonance.protocol.framing import text_frame
@@ -77,7 +77,7 @@ class Node:
         node_timeout: float = 10.0,
         replay: ReplayGuard | None = None,
     ) -> None:
-        self.hub = Hub()
+        self.hub = Hub(self._follow_webhooks)
         self.events = events.EventPort()
         self.replay = replay  # None: replay_guard is off
         self._seen: list[tuple[str, float]] = []  # served signatures to tell the others
@@ -147,10 +147,22 @@ class Node:
                 self.fail(socket, codes.APP_DISABLED, reason)
             if app is not None:
                 state.app = app
+                self._follow_webhooks(state)
             return
         state.app = app
+        self._follow_webhooks(state)
         for socket in state.sockets.values():
             socket.session.app = app
+
+    def set_webhook_sink(self, sink: Sink | None) -> None:
+        """Where this node's webhook events go (None: webhooks off on this node)."""
+        self.webhooks.sink = sink
+        for state in self.hub.all():
+            self._follow_webhooks(state)
+
+    def _follow_webhooks(self, state: AppState) -> None:
+        """``state`` records its client events where its app's webhooks want them."""
+        state.webhook_log, state.webhook_filter = self.webhooks.client_log(state.app.id)
 
     def webhook_attempt(
         self,
@@ -221,10 +233,11 @@ class Node:
                     )
                 )
             self._fan_out(state.app.id, action.channel, frame, session.socket_id)
-            if state.app.webhooks:  # the app may want client_event webhooks: at most an extend
-                hooks = self.webhooks.client_hooks.get(state.app.id)
-                if hooks is not None and (not hooks or wanted(hooks, action.channel)):
-                    self.webhooks.entries.extend((state.app.id, session.socket_id, frame))
+            log = state.webhook_log  # the app wants client_event webhooks: one extend
+            if log is not None and (
+                state.webhook_filter is None or wanted(state.webhook_filter, action.channel)
+            ):
+                log += (session.socket_id, frame)
         elif isinstance(action, Reply):
             socket.send(text_frame(action.frame))
         elif isinstance(action, Subscribe):

@@ -14,8 +14,8 @@ channel is occupied again or the user comes back in that time (a page reload sen
 ``subscription_count`` goes once per loop tick per channel, and every few seconds (the node's
 housekeeping) for channels over :data:`LARGE_CHANNEL` subscribers. ``client_event`` and
 ``cache_miss`` happen on one node, which sends them itself: a client event of an app in
-:attr:`WebhookSource.client_hooks` goes into :attr:`WebhookSource.entries` (the sink's list)
-by the node's receive path itself: one ``extend``, no call.
+:attr:`WebhookSource.client_hooks` is recorded by the node's receive path itself, one
+``extend`` of the list :meth:`WebhookSource.client_log` gave the node's state of the app.
 
 Limits, stated in docs/webhooks.md: a node that starts learns the cluster's picture quietly for
 :data:`QUIET` seconds (sending nothing for channels already occupied); a transition that fires
@@ -51,8 +51,10 @@ Key = tuple[str, str]  # (app id, channel)
 
 
 class Sink(Protocol):
-    # app id, sender's socket id, frame of each client event, flat: the node extends it
-    entries: list[str]
+    def log(self, app_id: str) -> list[str]:
+        """The list the node extends with the sender's socket id and the frame of each client
+        event of ``app_id`` it records (the same list every time)."""
+        ...
 
     def event(self, app: App, event: WebhookEvent) -> None:
         """A webhook event of ``app`` other than a client event."""
@@ -82,14 +84,13 @@ class WebhookSource:
         self._total = total  # subscriptions of a channel in the whole cluster
         self.clock = clock
         self._sink: Sink | None = None
-        # the sink's entries: app id, sender's socket id, frame of each client event the node
-        # accepts for an app in client_hooks, flat (node.receive extends it: the hot path)
-        self.entries: list[str] = []
         self.apps: dict[str, App] = {}  # the apps with webhooks, by id
         self._wants: dict[str, frozenset[str]] = {}  # app id -> the event types it wants
         # app id -> its webhooks for client_event when they all filter channels (see wanted),
         # () when one of them wants every channel; absent: none wants them (or no sink)
         self.client_hooks: dict[str, tuple[Webhook, ...]] = {}
+        # (the node reads it through client_log when an app or the sink changes, and its
+        # state of the app records client events itself: docs/webhooks.md)
         self._occupied: set[Key] = set()
         self._present: set[tuple[str, str, str]] = set()  # (app id, channel, user id)
         self._timers: dict[tuple[str, str, str, str], Timer] = {}
@@ -111,7 +112,6 @@ class WebhookSource:
     @sink.setter
     def sink(self, sink: Sink | None) -> None:
         self._sink = sink
-        self.entries = [] if sink is None else sink.entries
         self.client_hooks.clear()
         for app in self.apps.values():
             self._follow_client_events(app)
@@ -131,6 +131,14 @@ class WebhookSource:
             self._present = {k for k in self._present if k[0] != app_id}
             for key in [k for k in self._timers if k[1] == app_id]:
                 self._timers.pop(key).cancel()
+
+    def client_log(self, app_id: str) -> tuple[list[str] | None, tuple[Webhook, ...] | None]:
+        """Where the node records the client events of ``app_id`` (None: nowhere) and the
+        channel filters of its client_event webhooks (None: every channel is wanted)."""
+        hooks = self.client_hooks.get(app_id)
+        if hooks is None or self._sink is None:
+            return None, None
+        return self._sink.log(app_id), hooks or None
 
     def _follow_client_events(self, app: App) -> None:
         hooks = tuple(w for w in app.webhooks if "client_event" in w.event_types)

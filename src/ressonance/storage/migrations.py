@@ -51,8 +51,8 @@ build left there into chunks when it starts.
 
 ``webhook_chunks``
     ``seq`` (auto-increment primary key: push order), ``id`` (unique), ``created_at``,
-    ``apps``, ``tags``, ``texts`` (an entry per line), ``size`` (entries), ``taken_by`` (the
-    node posting its jobs, NULL while it waits).
+    ``data`` (the entries, :func:`ressonance.webhooks.base.pack`: compressed), ``size``
+    (entries), ``taken_by`` (the node posting its jobs, NULL while it waits).
 ``webhook_state``
     The jobs of taken chunks that were tried: ``chunk_id``, ``job_id`` (the primary key: a
     replayed dead letter keeps its job id in a chunk of its own), ``state`` (JSON: attempts,
@@ -152,16 +152,15 @@ MIGRATIONS: tuple[Migration, ...] = (
         "webhook chunks",
         sqlite=(
             "CREATE TABLE webhook_chunks (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
-            " id TEXT NOT NULL UNIQUE, created_at REAL NOT NULL, apps TEXT NOT NULL,"
-            " tags TEXT NOT NULL, texts TEXT NOT NULL, size INTEGER NOT NULL, taken_by TEXT)",
+            " id TEXT NOT NULL UNIQUE, created_at REAL NOT NULL, data BLOB NOT NULL,"
+            " size INTEGER NOT NULL, taken_by TEXT)",
             "CREATE TABLE webhook_state (chunk_id TEXT NOT NULL, job_id TEXT NOT NULL,"
             " state TEXT NOT NULL, PRIMARY KEY (chunk_id, job_id))",
         ),
         postgres=(
             "CREATE TABLE webhook_chunks (seq BIGSERIAL PRIMARY KEY,"
             " id TEXT NOT NULL UNIQUE, created_at DOUBLE PRECISION NOT NULL,"
-            " apps TEXT NOT NULL, tags TEXT NOT NULL, texts TEXT NOT NULL,"
-            " size INTEGER NOT NULL, taken_by TEXT)",
+            " data BYTEA NOT NULL, size INTEGER NOT NULL, taken_by TEXT)",
             "CREATE TABLE webhook_state (chunk_id TEXT NOT NULL, job_id TEXT NOT NULL,"
             " state TEXT NOT NULL, PRIMARY KEY (chunk_id, job_id))",
         ),

@@ -31,6 +31,8 @@ _UNAVAILABLE = (
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
     asyncpg.exceptions.OperatorInterventionError,
+    # the connection is left mid-operation (one cancelled while the server was away)
+    asyncpg.exceptions.InternalClientError,
 )
 
 
@@ -192,6 +194,10 @@ class PostgresDatabase:
         raw = await self._reach(pool.acquire(timeout=self.timeout))
         try:
             yield _Connection(self, raw)
+        except Unavailable:  # not given back as it is: the pool opens another
+            with suppress(Exception):
+                raw.terminate()
+            raise
         finally:
             with suppress(Exception):  # the pool replaces a broken connection on its next use
                 await pool.release(raw, timeout=self.timeout)

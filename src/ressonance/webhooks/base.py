@@ -25,6 +25,7 @@ file of a single node, or PostgreSQL). Only the leader takes chunks and posts
 from __future__ import annotations
 
 import dataclasses
+import zlib
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -80,6 +81,23 @@ class Chunk:
             "\n".join(texts),
             len(entries),
         )
+
+
+_SEPARATOR = "\x1e"  # between a chunk's three columns when packed (JSON escapes it)
+
+
+def pack(chunk: Chunk) -> bytes:
+    """A chunk's entries as a queue keeps them: the three columns, UTF-8, zlib level 1 (the
+    frames of client events shrink several times over: the queue's writes and memory follow,
+    for about 0.1 µs per event of compression, off the event loop)."""
+    text = _SEPARATOR.join((chunk.apps, chunk.tags, chunk.texts))
+    return zlib.compress(text.encode(), 1)
+
+
+def unpack(chunk_id: str, created_at: float, size: int, data: bytes) -> Chunk:
+    """The chunk :func:`pack` packed."""
+    apps, tags, texts = zlib.decompress(data).decode().split(_SEPARATOR)
+    return Chunk(chunk_id, created_at, apps, tags, texts, size)
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,9 +214,9 @@ class JobQueue(Protocol):
 
     async def close(self) -> None: ...
 
-    async def push(self, chunk: Chunk) -> None:
-        """Keep ``chunk`` after the chunks pushed before it; durable when it returns. A push
-        tried again (an unknown outcome) keeps the chunk once."""
+    async def push(self, chunks: list[Chunk]) -> None:
+        """Keep ``chunks``, in order, after the chunks pushed before them (one transaction);
+        durable when it returns. A push tried again (an unknown outcome) keeps each once."""
         ...
 
     async def take(self, limit: int) -> list[Chunk]:

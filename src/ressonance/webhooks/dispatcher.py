@@ -49,8 +49,10 @@ from ressonance.webhooks.sender import Outcome
 
 CONCURRENCY = 16  # attempts at once
 POLL_EVERY = 0.5  # seconds between two looks at the queue for new chunks
-HOLD = 10_000  # jobs held in memory: no chunk is taken beyond (the rest wait in the queue)
-TAKE = 10  # chunks taken at once
+# jobs held in memory: no chunk is taken beyond (the rest wait in the queue, and are made into
+# jobs only when there is room: a receiver that is behind costs no work for what waits)
+HOLD = 1_000
+TAKE = 2  # chunks taken at once (taken again at once while they come and there is room)
 APP_GONE = "app gone"
 
 log = logging.getLogger(__name__)

@@ -33,10 +33,11 @@ class MemoryQueue:
     async def close(self) -> None:
         return None
 
-    async def push(self, chunk: Chunk) -> None:
-        if chunk.id not in self._chunks:
-            self._fresh.append(chunk.id)
-            self._chunks[chunk.id] = dataclasses.replace(chunk, states={})
+    async def push(self, chunks: list[Chunk]) -> None:
+        for chunk in chunks:
+            if chunk.id not in self._chunks:
+                self._fresh.append(chunk.id)
+                self._chunks[chunk.id] = dataclasses.replace(chunk, states={})
 
     async def take(self, limit: int) -> list[Chunk]:
         taken: list[Chunk] = []
@@ -77,7 +78,7 @@ class MemoryQueue:
         if letter is None:
             return None
         chunk = replay_chunk(letter.job, now)
-        await self.push(chunk)
+        await self.push([chunk])
         return chunk_job(chunk)
 
     async def depth(self) -> int:

@@ -6,8 +6,11 @@ One row of ``webhook_chunks`` per chunk, ``seq`` giving the push order; ``taken_
 node posting its jobs (NULL: waiting). ``webhook_state`` holds the jobs of taken chunks that
 were tried. The statements, each of the writes in one transaction::
 
-    push        INSERT INTO webhook_chunks (...) VALUES (...) ON CONFLICT (id) DO NOTHING
-                  -- a push tried again after an unknown outcome keeps the chunk once
+    push        INSERT INTO webhook_chunks (id, created_at, data, size) VALUES (...)
+                  ON CONFLICT (id) DO NOTHING -- data: the entries packed (base.pack), on a
+                  -- worker thread
+                  -- per chunk, in order; a push tried again after an unknown outcome keeps
+                  -- each chunk once
     take        SELECT ... WHERE taken_by IS NULL ORDER BY seq LIMIT n
                   [FOR UPDATE SKIP LOCKED on PostgreSQL; SQLite's BEGIN IMMEDIATE serialises]
                 UPDATE webhook_chunks SET taken_by = node WHERE seq IN (...)
@@ -32,19 +35,29 @@ database cannot be reached).
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
 from ressonance.storage.base import Database, Row
 from ressonance.webhooks import job_json
-from ressonance.webhooks.base import DEAD_LETTER_DAYS, JOB, Chunk, DeadLetter, Job, JobState
+from ressonance.webhooks.base import (
+    DEAD_LETTER_DAYS,
+    JOB,
+    Chunk,
+    DeadLetter,
+    Job,
+    JobState,
+    pack,
+    unpack,
+)
 
 _INSERT = (
-    "INSERT INTO webhook_chunks (id, created_at, apps, tags, texts, size)"
-    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
+    "INSERT INTO webhook_chunks (id, created_at, data, size)"
+    " VALUES (?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
 )
 _SELECT_WAITING = (
-    "SELECT seq, id, created_at, apps, tags, texts, size FROM webhook_chunks"
+    "SELECT seq, id, created_at, data, size FROM webhook_chunks"
     " WHERE taken_by IS NULL ORDER BY seq LIMIT ?"
 )
 _LOCK = {"sqlite": "", "postgres": " FOR UPDATE SKIP LOCKED"}
@@ -62,18 +75,15 @@ DAY = 86_400.0
 
 
 def _params(chunk: Chunk) -> tuple[Any, ...]:
-    return (chunk.id, chunk.created_at, chunk.apps, chunk.tags, chunk.texts, chunk.size)
+    return (chunk.id, chunk.created_at, pack(chunk), chunk.size)
+
+
+def _all_params(chunks: list[Chunk]) -> list[tuple[Any, ...]]:
+    return [_params(chunk) for chunk in chunks]
 
 
 def _chunk(row: Row) -> Chunk:
-    return Chunk(
-        id=row["id"],
-        created_at=float(row["created_at"]),
-        apps=row["apps"],
-        tags=row["tags"],
-        texts=row["texts"],
-        size=int(row["size"]),
-    )
+    return unpack(row["id"], float(row["created_at"]), int(row["size"]), bytes(row["data"]))
 
 
 def _state_json(state: JobState) -> str:
@@ -104,8 +114,12 @@ class DatabaseQueue:
     async def close(self) -> None:
         """Nothing: the database is closed by whoever opened it."""
 
-    async def push(self, chunk: Chunk) -> None:
-        await self.db.execute(_INSERT, *_params(chunk))
+    async def push(self, chunks: list[Chunk]) -> None:
+        if not chunks:
+            return
+        rows = await asyncio.to_thread(_all_params, chunks)  # compressed off the loop
+        async with self.db.transaction() as tx:  # one round trip, one commit
+            await tx.execute_many(_INSERT, rows)
 
     async def take(self, limit: int) -> list[Chunk]:
         if limit <= 0:

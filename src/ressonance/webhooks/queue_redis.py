@@ -5,7 +5,8 @@ The client is a redis-py ``redis.asyncio.Redis`` replying bytes in RESP2, made b
 :func:`ressonance.scaling.redis.client` (redis-py is imported there only); the queue owns it
 and closes it in :meth:`RedisQueue.close`. Keys, with ``P`` the prefix::
 
-    P:webhooks:jobs        stream, one entry per chunk: fields id, at, apps, tags, texts, size
+    P:webhooks:jobs        stream, one entry per chunk: fields id, at, data (the entries packed,
+                           base.pack), size
                            (an entry of an earlier build, one field ``job``, is a chunk of that
                            one job); consumer group webhooks
     P:webhooks:depth       the entries of the chunks in the stream (INCRBY/DECRBY)
@@ -19,9 +20,10 @@ and closes it in :meth:`RedisQueue.close`. Keys, with ``P`` the prefix::
 The commands::
 
     start       XGROUP CREATE P:webhooks:jobs webhooks 0 MKSTREAM   (BUSYGROUP: exists, fine)
-    push        EVAL of PUSH_SCRIPT: unless the writer's last sequence number is this chunk's
-                or later (a push tried again after an unknown outcome: kept once),
-                XADD P:webhooks:jobs * id .. at .. apps .. tags .. texts .. size ..;
+    push        per chunk, in one pipeline, EVAL of PUSH_SCRIPT: unless the writer's last
+                sequence number is this chunk's or later (a push tried again after an
+                unknown outcome: kept once),
+                XADD P:webhooks:jobs * id .. at .. data .. size ..;
                 INCRBY P:webhooks:depth size; SET P:webhooks:pushed:W seq EX 86400
     take        the entries pending for this node not returned yet (claimed by take_over, in
                 stream order), then (no BLOCK: it never waits)
@@ -60,7 +62,16 @@ from typing import Any, TypeVar
 
 from ressonance.storage.base import StorageError, Unavailable
 from ressonance.webhooks import job_json
-from ressonance.webhooks.base import DEAD_LETTER_DAYS, JOB, Chunk, DeadLetter, Job, JobState
+from ressonance.webhooks.base import (
+    DEAD_LETTER_DAYS,
+    JOB,
+    Chunk,
+    DeadLetter,
+    Job,
+    JobState,
+    pack,
+    unpack,
+)
 
 T = TypeVar("T")
 GROUP = "webhooks"
@@ -107,14 +118,7 @@ def _chunk(entry_id: bytes, fields: dict[bytes, bytes]) -> Chunk:
         job = job_json.loads(fields[OLD_FIELD])
         name = OLD_PREFIX + _text(entry_id).replace("-", "")
         return Chunk.of(name, job.created_at, [(job.app_id, JOB, job_json.dumps(job))])
-    return Chunk(
-        id=_text(fields[b"id"]),
-        created_at=float(fields[b"at"]),
-        apps=_text(fields[b"apps"]),
-        tags=_text(fields[b"tags"]),
-        texts=_text(fields[b"texts"]),
-        size=int(fields[b"size"]),
-    )
+    return unpack(_text(fields[b"id"]), float(fields[b"at"]), int(fields[b"size"]), fields[b"data"])
 
 
 def _order(entry_id: bytes) -> tuple[int, int]:
@@ -149,8 +153,10 @@ class RedisQueue:
         with contextlib.suppress(Exception):
             await self._client.aclose()
 
-    async def push(self, chunk: Chunk) -> None:
-        await self._do(self._client.execute_command(*self._push(chunk)))
+    async def push(self, chunks: list[Chunk]) -> None:
+        if chunks:  # in order, one round trip (each EVAL is atomic); packed off the loop
+            packed = await asyncio.to_thread(lambda: [pack(chunk) for chunk in chunks])
+            await self._pipeline(*map(self._push, chunks, packed))
 
     async def take(self, limit: int) -> list[Chunk]:
         if limit <= 0:
@@ -228,7 +234,7 @@ class RedisQueue:
         await self._multi(
             ("HDEL", self.dead_jobs, job_id),
             ("ZREM", self.dead_index, job_id),
-            self._push(chunk),
+            self._push(chunk, pack(chunk)),
         )
         return job_json.chunk_job(chunk)
 
@@ -277,15 +283,13 @@ class RedisQueue:
             if "BUSYGROUP" not in str(error):
                 raise
 
-    def _push(self, chunk: Chunk) -> tuple[Any, ...]:
-        """The command that adds ``chunk`` at the end of the stream, once."""
+    def _push(self, chunk: Chunk, data: bytes) -> tuple[Any, ...]:
+        """The command that adds ``chunk`` (``data``: packed) at the end of the stream, once."""
         writer, sequence = chunk.id[:-8], chunk.id[-8:]
         fields = (
             ("id", chunk.id),
             ("at", repr(chunk.created_at)),
-            ("apps", chunk.apps),
-            ("tags", chunk.tags),
-            ("texts", chunk.texts),
+            ("data", data),
             ("size", chunk.size),
         )
         keys = (self.stream, self.depth_key, f"{self.pushed_prefix}{writer}")

@@ -2,17 +2,19 @@
 queue a :class:`~ressonance.webhooks.base.Chunk` of them every
 :data:`~ressonance.webhooks.base.CHUNK_EVERY` seconds (docs/webhooks.md, "Delivery").
 
-A client event is the hot path: the node extends :attr:`Recorder.entries` with three objects it
-already has (the app id, the sender's socket id, the frame its subscribers got), and does
-nothing else (a flat list: no object per event that outlives it, so no work for the garbage
-collector); what the webhook needs from the frame is read when the leader expands the
-chunk (:func:`ressonance.webhooks.jobs.expand`). The other events (channels occupied and
-vacated, members, counts, cache misses) are rare and recorded as their JSON (:meth:`event`).
+A client event is the hot path: the node extends the app's list (:meth:`Recorder.log`, which
+the node's state of the app holds) with two objects it already has, the sender's socket id and
+the frame its subscribers got, and does nothing else (a flat list: no object per event that
+outlives it, so no work for the garbage collector); what the webhook needs from the frame is
+read when the leader expands the chunk (:func:`ressonance.webhooks.jobs.expand`). The other
+events (channels occupied and vacated, members, counts, cache misses) are rare and recorded as
+their JSON (:meth:`Recorder.event`), after the client events recorded before them.
 
 Every :data:`~ressonance.webhooks.base.CHUNK_EVERY` seconds (a timer that :meth:`start` arms)
 the entries are cut into chunks of at most :data:`~ressonance.webhooks.base.CHUNK_MAX`
-entries, which are pushed one after another, in order, by one task. When a push fails
-(the queue's storage is unavailable), the chunk stays first in line and the push is tried again
+entries, which are pushed in order by one task, the chunks waiting together (one transaction).
+When a push fails (the queue's storage is unavailable), the chunks stay first in line and the
+push is tried again
 every :data:`RETRY_EVERY` second. At most ``buffer`` entries (:data:`BUFFER`) wait so; the
 events beyond that are dropped, logged and counted in :attr:`Recorder.dropped` (with the
 events of the last :data:`~ressonance.webhooks.base.CHUNK_EVERY` seconds before a node is
@@ -36,14 +38,16 @@ from ressonance.webhooks.jobs import event_json
 BUFFER = 100_000  # entries held in memory while the queue cannot be reached
 RETRY_EVERY = 1.0  # seconds between two pushes while the queue cannot be reached
 
-Pusher = Callable[[Chunk], Awaitable[None]]
+Pusher = Callable[[list[Chunk]], Awaitable[None]]
+PUSH_MAX = 16  # chunks in one push (one transaction)
 
 log = logging.getLogger(__name__)
 
 
 class Recorder:
-    """:meth:`start` it on the loop; append to :attr:`entries` or call :meth:`event`;
-    :meth:`close` cuts the last chunk and waits for the pushes."""
+    """:meth:`start` it on the loop; extend the lists of :meth:`log` with a socket id and a
+    frame per client event, or call :meth:`event` / :meth:`record`; :meth:`close` cuts the
+    last chunk and waits for the pushes."""
 
     def __init__(
         self,
@@ -59,9 +63,14 @@ class Recorder:
         self._every = every
         self._buffer = buffer
         self._retry_every = retry_every
-        # app id, tag, text, app id, tag, text ... of the events since the last cut, extended
-        # by the node (the list object stays the same for the recorder's life)
-        self.entries: list[str] = []
+        # app id → socket id, frame, socket id, frame ... of its client events since the last
+        # fold, extended by the node (each list stays the same for the recorder's life)
+        self._logs: dict[str, list[str]] = {}
+        # the chunk being gathered: pieces of "\n"-joined app ids, tags and texts, in order
+        self._apps: list[str] = []
+        self._tags: list[str] = []
+        self._texts: list[str] = []
+        self._folded = 0  # entries in the pieces
         self._timer: asyncio.TimerHandle | None = None
         self._chunks: deque[Chunk] = deque()  # cut, not kept by the queue yet
         self._held = 0  # entries in self._chunks
@@ -78,7 +87,18 @@ class Recorder:
     @property
     def waiting(self) -> int:
         """Events recorded and not kept by the queue yet."""
-        return self._held + len(self.entries) // 3
+        logged = sum(len(log) for log in self._logs.values()) // 2
+        return self._held + self._folded + logged
+
+    def log(self, app_id: str) -> list[str]:
+        """The list the node extends with ``(socket id, frame)`` for each client event of
+        ``app_id`` it records (the same list for the recorder's life)."""
+        return self._logs.setdefault(app_id, [])
+
+    def record(self, app_id: str, tag: str, text: str) -> None:
+        """One entry, after every client event recorded before it."""
+        self.fold()
+        self._piece(app_id, tag, text, 1)
 
     def start(self) -> None:
         """Cut the entries every ``every`` seconds from now on (on the running loop)."""
@@ -87,7 +107,7 @@ class Recorder:
 
     def event(self, app: App, event: WebhookEvent) -> None:
         """A webhook event of ``app`` other than a client event."""
-        self.entries.extend((app.id, EVENT, event_json(event)))
+        self.record(app.id, EVENT, event_json(event))
 
     async def close(self) -> None:
         """Stop the timer, cut the last entries and wait until the queue has kept every chunk
@@ -104,41 +124,54 @@ class Recorder:
         self.cut()
 
     def cut(self) -> None:
-        """The entries so far into chunks, to be pushed."""
-        if not self.entries:
-            return
-        entries = self.entries[:]
-        self.entries.clear()
-        step = 3 * CHUNK_MAX
-        for start in range(0, len(entries), step):
-            self._chunk(entries[start : start + step])
-        if self._chunks and self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._flush())
+        """Every entry so far into chunks, to be pushed."""
+        self.fold()
+        self._seal()
 
-    def _chunk(self, entries: list[str]) -> None:
-        """A chunk of the flat ``entries`` (three items each)."""
-        size = len(entries) // 3
+    def fold(self) -> None:
+        """The client events logged so far into the chunk being gathered."""
+        for app_id, log in self._logs.items():
+            if not log:
+                continue
+            step = 2 * CHUNK_MAX
+            for start in range(0, len(log), step):
+                part = log[start : start + step]
+                size = len(part) // 2
+                apps = (app_id + "\n") * size
+                self._piece(apps[:-1], "\n".join(part[0::2]), "\n".join(part[1::2]), size)
+            log.clear()
+
+    def _piece(self, apps: str, tags: str, texts: str, size: int) -> None:
+        self._apps.append(apps)
+        self._tags.append(tags)
+        self._texts.append(texts)
+        self._folded += size
+        if self._folded >= CHUNK_MAX:
+            self._seal()
+
+    def _seal(self) -> None:
+        """The pieces gathered into a chunk, pushed in the background."""
+        size, self._folded = self._folded, 0
+        if not size:
+            return
+        apps, tags, texts = ("\n".join(p) for p in (self._apps, self._tags, self._texts))
+        self._apps.clear()
+        self._tags.clear()
+        self._texts.clear()
         room = max(self._buffer - self._held, 0)
         if room < size:
             self._drop(size - room)
-            size = room
-            entries = entries[: 3 * size]
-            if not size:
+            if not room:
                 return
+            size = room
+            apps, tags, texts = ("\n".join(t.split("\n")[:room]) for t in (apps, tags, texts))
         chunk_id = f"{self._prefix}{next(self._ids) % 16**8:08x}"
         created_at = self._clock()
-        self._chunks.append(
-            Chunk(
-                chunk_id,
-                created_at,
-                "\n".join(entries[0::3]),
-                "\n".join(entries[1::3]),
-                "\n".join(entries[2::3]),
-                size,
-            )
-        )
+        self._chunks.append(Chunk(chunk_id, created_at, apps, tags, texts, size))
         self._held += size
         self.recorded += size
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._flush())
 
     def _drop(self, count: int) -> None:
         if self.dropped // 10_000 != (self.dropped + count) // 10_000 or not self.dropped:
@@ -151,14 +184,14 @@ class Recorder:
         self.dropped += count
 
     async def _flush(self) -> None:
-        """Push the chunks, in order, until none waits; on a failure keep it and retry."""
+        """Push the chunks, in order, until none waits; on a failure keep them and retry."""
         failing = False
         try:
             while self._chunks:
-                chunk = self._chunks[0]
+                batch = list(itertools.islice(self._chunks, PUSH_MAX))
                 try:
-                    await self._push(chunk)
-                except Exception as error:  # any failure: keep the chunk, try again
+                    await self._push(batch)
+                except Exception as error:  # any failure: keep the chunks, try again
                     self.push_failures += 1
                     if not failing:
                         log.warning(
@@ -171,9 +204,10 @@ class Recorder:
                     failing = True
                     await asyncio.sleep(self._retry_every)
                     continue
-                self._chunks.popleft()
-                self._held -= chunk.size
-                self.pushed += chunk.size
+                for chunk in batch:
+                    self._chunks.popleft()
+                    self._held -= chunk.size
+                    self.pushed += chunk.size
                 if failing:
                     log.warning("webhooks: events are queued again")
                     failing = False
