@@ -211,7 +211,7 @@ async def test_placeholders_become_numbered_outside_quotes() -> None:
     assert placeholders(sql) == "SELECT $1 FROM t WHERE a = '?''?' AND \"b?\" = $2 OR c = $3"
 
 
-async def test_execute_many_runs_once_per_row_and_rolls_back_with_its_transaction(
+async def test_execute_many_runs_once_per_row_and_is_one_transaction(
     url: str,
 ) -> None:
     insert = "INSERT INTO apps (id, name, created_at, updated_at) VALUES (?, ?, ?, ?)"
@@ -222,9 +222,13 @@ async def test_execute_many_runs_once_per_row_and_rolls_back_with_its_transactio
         with pytest.raises(Conflict):
             async with db.transaction() as tx:
                 await tx.execute_many(insert, [("m4", "d", NOW, NOW), ("m1", "dup", NOW, NOW)])
+        with pytest.raises(Conflict):  # alone, it is one transaction too: all rows or none
+            await db.execute_many(insert, [("m5", "e", NOW, NOW), ("m2", "dup", NOW, NOW)])
         rows = await db.fetch("SELECT id, name FROM apps ORDER BY id")
         assert rows == [
             {"id": "m1", "name": "a?"},
             {"id": "m2", "name": "b"},
             {"id": "m3", "name": "c"},
         ]
+        await db.execute_many(insert, [("m6", "f", NOW, NOW)])  # the connection is usable
+        assert len(await db.fetch("SELECT id FROM apps")) == 4

@@ -568,3 +568,22 @@ def test_two_webhooks_with_the_same_url_get_distinct_job_ids() -> None:
             assert [job.headers for job in jobs] == [hook.headers for hook in hooks]
             assert jobs[0].id == job_id(made.id, 0, url)
             assert jobs[1].id == job_id(made.id, 0, f"{url}#1") != jobs[0].id
+
+
+@pytest.mark.asyncio
+async def test_no_chunk_holds_more_than_chunk_max_entries() -> None:
+    """An event recorded, then 1,500 client events logged, then 999 more: the chunks are
+    filled to CHUNK_MAX exactly, in order (1000, 1000, 500), never more."""
+    queue = MemoryQueue()
+    recorder = Recorder(queue.push)
+    recorder.event(APP, WebhookEvent("channel_occupied", "presence-a"))
+    recorder.log(APP.id).extend(flat(1_500))
+    recorder.fold()
+    recorder.log(APP.id).extend(flat(999, start=1_500))
+    await asyncio.wait_for(recorder.close(), 5)
+    chunks = await queue.take(10)
+    assert [c.size for c in chunks] == [1000, 1000, 500]
+    names = [json.loads(text).get("name") for c in chunks for _, _, text in c.entries()]
+    assert names[0] == "channel_occupied" and names.count(None) == 2_499
+    texts = [json.loads(text) for c in chunks for _, _, text in c.entries()][1:]
+    assert [t["user_id"] for t in texts] == [str(n) for n in range(2_499)]

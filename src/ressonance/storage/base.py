@@ -53,8 +53,9 @@ class Executor(Protocol):
         ...
 
     async def execute_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
-        """Run ``sql`` once per parameter tuple of ``rows``, in one round trip (SQLite: one
-        call on the worker thread; PostgreSQL: asyncpg's ``executemany``)."""
+        """Run ``sql`` once per parameter tuple of ``rows``, in one round trip and one
+        transaction (SQLite: one call on the worker thread, in a transaction of its own unless
+        one is open; PostgreSQL: asyncpg's ``executemany``, which is atomic)."""
         ...
 
 

@@ -51,8 +51,11 @@ build left there into chunks when it starts.
 
 ``webhook_chunks``
     ``seq`` (auto-increment primary key: push order), ``id`` (unique), ``created_at``,
-    ``data`` (the entries, :func:`ressonance.webhooks.base.pack`: compressed), ``size``
-    (entries), ``taken_by`` (the node posting its jobs, NULL while it waits).
+    ``size`` (entries), ``taken_by`` (the node posting its jobs, NULL while it waits), and
+    last ``data`` (the entries, :func:`ressonance.webhooks.base.pack`: compressed; last, so
+    that reading the other columns never walks a large value's overflow pages in SQLite).
+    Indexed: the waiting chunks in push order (``take``), and ``size`` (``depth`` reads the
+    index alone, every second, however large a backlog is).
 ``webhook_state``
     The jobs of taken chunks that were tried: ``chunk_id``, ``job_id`` (the primary key: a
     replayed dead letter keeps its job id in a chunk of its own), ``state`` (JSON: attempts,
@@ -152,15 +155,19 @@ MIGRATIONS: tuple[Migration, ...] = (
         "webhook chunks",
         sqlite=(
             "CREATE TABLE webhook_chunks (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
-            " id TEXT NOT NULL UNIQUE, created_at REAL NOT NULL, data BLOB NOT NULL,"
-            " size INTEGER NOT NULL, taken_by TEXT)",
+            " id TEXT NOT NULL UNIQUE, created_at REAL NOT NULL, size INTEGER NOT NULL,"
+            " taken_by TEXT, data BLOB NOT NULL)",
+            "CREATE INDEX webhook_chunks_waiting ON webhook_chunks (seq) WHERE taken_by IS NULL",
+            "CREATE INDEX webhook_chunks_size ON webhook_chunks (size)",
             "CREATE TABLE webhook_state (chunk_id TEXT NOT NULL, job_id TEXT NOT NULL,"
             " state TEXT NOT NULL, PRIMARY KEY (chunk_id, job_id))",
         ),
         postgres=(
             "CREATE TABLE webhook_chunks (seq BIGSERIAL PRIMARY KEY,"
             " id TEXT NOT NULL UNIQUE, created_at DOUBLE PRECISION NOT NULL,"
-            " data BYTEA NOT NULL, size INTEGER NOT NULL, taken_by TEXT)",
+            " size INTEGER NOT NULL, taken_by TEXT, data BYTEA NOT NULL)",
+            "CREATE INDEX webhook_chunks_waiting ON webhook_chunks (seq) WHERE taken_by IS NULL",
+            "CREATE INDEX webhook_chunks_size ON webhook_chunks (size)",
             "CREATE TABLE webhook_state (chunk_id TEXT NOT NULL, job_id TEXT NOT NULL,"
             " state TEXT NOT NULL, PRIMARY KEY (chunk_id, job_id))",
         ),

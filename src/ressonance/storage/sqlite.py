@@ -64,7 +64,16 @@ class _Connection(Executor):
 
     async def execute_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
         def run(connection: sqlite3.Connection) -> None:
-            connection.executemany(sql, rows)
+            if connection.in_transaction:  # inside Database.transaction
+                connection.executemany(sql, rows)
+                return
+            connection.execute("BEGIN IMMEDIATE")  # one commit for all the rows
+            try:
+                connection.executemany(sql, rows)
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            connection.execute("COMMIT")
 
         await self._db._call(run)
 

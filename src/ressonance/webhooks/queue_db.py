@@ -118,8 +118,7 @@ class DatabaseQueue:
         if not chunks:
             return
         rows = await asyncio.to_thread(_all_params, chunks)  # compressed off the loop
-        async with self.db.transaction() as tx:  # one round trip, one commit
-            await tx.execute_many(_INSERT, rows)
+        await self.db.execute_many(_INSERT, rows)  # one round trip, one commit
 
     async def take(self, limit: int) -> list[Chunk]:
         if limit <= 0:

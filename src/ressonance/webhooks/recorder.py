@@ -133,12 +133,13 @@ class Recorder:
         for app_id, log in self._logs.items():
             if not log:
                 continue
-            step = 2 * CHUNK_MAX
-            for start in range(0, len(log), step):
-                part = log[start : start + step]
-                size = len(part) // 2
+            start, count = 0, len(log) // 2
+            while start < count:  # pieces that fill the chunk being gathered, no more
+                size = min(count - start, CHUNK_MAX - self._folded)
+                part = log[2 * start : 2 * (start + size)]
                 apps = (app_id + "\n") * size
                 self._piece(apps[:-1], "\n".join(part[0::2]), "\n".join(part[1::2]), size)
+                start += size
             log.clear()
 
     def _piece(self, apps: str, tags: str, texts: str, size: int) -> None:
