@@ -19,7 +19,8 @@ pair receivers knew first). What an attempt comes to:
 
 - ``delivered`` → the job ends;
 - ``retry`` → the job waits 1, 2, 4 ... 60 s (:meth:`Job.retried`, :meth:`JobQueue.save`),
-  or becomes a dead letter (:meth:`JobQueue.dead`) once it is :data:`GIVE_UP_AFTER` seconds old;
+  or becomes a dead letter (:meth:`JobQueue.dead`) :data:`GIVE_UP_AFTER` seconds after its first
+  failed attempt (:meth:`Job.expired`);
 - ``final`` (a 4xx but 408/429, a refused target, or an app that is gone or disabled) → a dead
   letter at once, so the operator sees it and can replay it (``dead`` ends the job too).
 
